@@ -1,0 +1,1 @@
+"""Typed shapes shared by every stage: events, findings and incidents."""

@@ -1,0 +1,1 @@
+"""Where events come from: log files on disk (the embedded default)."""
