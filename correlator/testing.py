@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from correlator.normalise import NormaliseContext, normalise
 from correlator.normalise.addresses import Networks
+from correlator.schema.unify import unify
 from correlator.sources.base import Reject
 from correlator.sources.files import discover
 from correlator.sources.reader import Position, ReadLimits, read_log
@@ -65,5 +66,5 @@ def load_events(
                     if result.events.num_rows:
                         parts[result.stream].append(result.events)
     for stream, tables in parts.items():
-        loaded.streams[stream] = pa.concat_tables(tables, promote_options="permissive")
+        loaded.streams[stream] = unify(tables)
     return loaded

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +15,8 @@ from correlator.normalise.addresses import Networks, parse
 from correlator.normalise.community_id import community_id
 from correlator.normalise.mapping import LogMapping, Target
 from correlator.normalise.transforms import TRANSFORMS, Options, Tables
+from correlator.normalise.zeek_types import safe_cast
+from correlator.schema.ecs import ECS_TYPES
 from correlator.schema.event import (
     CORE_FIELDS,
     CORE_NAMES,
@@ -114,6 +116,14 @@ def reject_rows(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A normalised table and the rows dropped for a value of the wrong type."""
+
+    events: pa.Table
+    rejects: list[Reject]
+
+
 def finish(
     cols: Columns,
     *,
@@ -123,8 +133,8 @@ def finish(
     context: NormaliseContext,
     local_orig: pa.Array | None = None,
     local_resp: pa.Array | None = None,
-) -> pa.Table:
-    """Add the core columns and order the table: core columns first, then the rest by name.
+) -> Finished:
+    """Type ECS fields, add the core columns, and order the table: core first, rest by name.
 
     Args:
         cols: mapped columns of the batch (rows already filtered to valid ones).
@@ -136,8 +146,19 @@ def finish(
         local_resp: Zeek's ``local_resp`` where logged.
 
     Returns:
-        The normalised events.
+        The normalised events, and rejects for rows whose ECS fields had the wrong type.
     """
+    bad, reasons = _type_ecs(cols)
+    rejects: list[Reject] = []
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        rejects = reject_rows(batch, rows, [reasons[r] for r in rows], [b""] * len(rows))
+        keep = pa.array(~bad)
+        cols.data = {name: values.filter(keep) for name, values in cols.data.items()}
+        cols.length = int((~bad).sum())
+        batch = replace(batch, lines=batch.lines.filter(keep), offsets=batch.offsets.filter(keep))
+        local_orig = local_orig.filter(keep) if local_orig is not None else None
+        local_resp = local_resp.filter(keep) if local_resp is not None else None
     n = cols.length
     lines = batch.lines
     cols.put("event.id", pc.binary_join_element_wise(
@@ -160,7 +181,33 @@ def finish(
         core.append(pa.nulls(n, field.type) if values is None else _cast(values, field.type))
     rest = sorted(cols.data)
     arrays = core + [cols.data[name] for name in rest]
-    return pa.Table.from_arrays(arrays, names=[*CORE_NAMES, *rest])
+    return Finished(pa.Table.from_arrays(arrays, names=[*CORE_NAMES, *rest]), rejects)
+
+
+def _type_ecs(cols: Columns) -> tuple[npt.NDArray[np.bool_], list[str]]:
+    """Cast ECS fields to their types; mark rows with a value that does not fit."""
+    bad = np.zeros(cols.length, dtype=bool)
+    reasons = [""] * cols.length
+    for name, target in ECS_TYPES.items():
+        values = cols.data.get(name)
+        if values is None or values.type == target:
+            continue
+        if pa.types.is_null(values.type):
+            cols.data[name] = pa.nulls(cols.length, target)
+            continue
+        converted = safe_cast(_parse_text_time(values, target), target)
+        invalid = converted.invalid.to_numpy(zero_copy_only=False) & ~bad
+        for row in np.flatnonzero(invalid):
+            reasons[row] = f"field {name}: {values[row].as_py()!r} is not a {target}"
+        bad |= invalid
+        cols.data[name] = converted.values
+    return bad, reasons
+
+
+def _parse_text_time(values: pa.Array, target: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(target) and pa.types.is_string(values.type):
+        return TRANSFORMS["timestamp"]([values], Options(tables={}))
+    return values
 
 
 def _network(

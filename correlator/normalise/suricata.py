@@ -96,8 +96,8 @@ def _normalise_type(
         columns = {name: values.filter(keep) for name, values in columns.items()}
         batch = _subset(batch, keep)
     cols = apply_mapping(columns, mapping, tables, len(batch.lines))
-    events = finish(cols, batch=batch, module=MODULE, mapping=mapping, context=context)
-    return Normalised(mapping.dataset, f"{NAMESPACE}.{kind}", events, rejects)
+    done = finish(cols, batch=batch, module=MODULE, mapping=mapping, context=context)
+    return Normalised(mapping.dataset, f"{NAMESPACE}.{kind}", done.events, rejects + done.rejects)
 
 
 def _zoned(stamps: pa.Array) -> pa.Array:

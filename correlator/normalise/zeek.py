@@ -64,11 +64,11 @@ def normalise_zeek(batch: RawBatch, context: NormaliseContext) -> Normalised:
         typed = {name: values.filter(keep) for name, values in typed.items()}
         batch = _filter_batch(batch, keep)
     cols = apply_mapping(typed, mapping, mappings.tables, batch.table.num_rows)
-    events = finish(
+    done = finish(
         cols, batch=batch, module=MODULE, mapping=mapping, context=context,
         local_orig=typed.get("local_orig"), local_resp=typed.get("local_resp"),
     )
-    return Normalised(mapping.dataset, mapping.dataset, events, rejects)
+    return Normalised(mapping.dataset, mapping.dataset, done.events, rejects + done.rejects)
 
 
 def _typed_columns(batch: RawBatch) -> tuple[dict[str, pa.Array], np.ndarray, list[str]]:

@@ -51,6 +51,14 @@ def open_stream(path: Path) -> BinaryIO:
     return raw
 
 
+def disk_position(stream: BinaryIO) -> int:
+    """Bytes of the file on disk consumed so far (compressed bytes for gzip)."""
+    raw = getattr(stream, "fileobj", None)
+    if raw is not None:
+        return int(raw.tell())
+    return stream.tell()
+
+
 def read_head(path: Path, size: int = 4096) -> bytes:
     """Return up to ``size`` decompressed bytes from the start of ``path``."""
     with open_stream(path) as stream:

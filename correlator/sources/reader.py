@@ -10,7 +10,12 @@ import pyarrow as pa
 
 from correlator.normalise.zeek_schema import json_schema_for, known_types
 from correlator.sources.base import LogFormat, RawBatch, Reject
-from correlator.sources.blocks import TruncatedInputError, iter_blocks, open_stream
+from correlator.sources.blocks import (
+    TruncatedInputError,
+    disk_position,
+    iter_blocks,
+    open_stream,
+)
 from correlator.sources.files import LogFile
 from correlator.sources.ndjson import read_json_block
 from correlator.sources.zeek_tsv import HeaderBuilder, TsvHeader, read_tsv_block
@@ -39,7 +44,7 @@ class BlockRead:
     rejects: list[Reject]
     skipped: int
     position: Position
-    consumed: int
+    disk_offset: int
     error: str | None = field(default=None)
 
 
@@ -98,9 +103,9 @@ def read_log(log: LogFile, start: Position, limits: ReadLimits) -> Iterator[Bloc
                 position = Position(
                     block.end_offset, block.next_line, header.to_state() if header else ""
                 )
-                yield BlockRead(batches, rejects, skipped, position, block.consumed)
+                yield BlockRead(batches, rejects, skipped, position, disk_position(stream))
         except TruncatedInputError as error:
-            yield BlockRead([], [], 0, position, 0, error=str(error))
+            yield BlockRead([], [], 0, position, disk_position(stream), error=str(error))
 
 
 def _json_schema(log: LogFile) -> pa.Schema | None:

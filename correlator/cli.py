@@ -1,0 +1,328 @@
+"""The ``furui`` command line.
+
+Errors Furui raises on purpose end the process with a one-line message and an exit code
+from ``errors.ExitCode``: 2 for usage errors, 3 for input errors, 4 for configuration
+errors, 1 for internal errors.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from correlator import __version__, log
+from correlator.errors import ExitCode, FuruiError
+from correlator.pipeline import RunReport, analyze
+from correlator.settings import Settings, load_settings
+from correlator.sinks.ndjson import append_quarantine, documents, write_incidents
+from correlator.state import Store
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
+_STATUSES = ("open", "acknowledged", "closed")
+
+app = typer.Typer(
+    name="furui",
+    help=(
+        "Furui: threat analytics beside Zeek and Suricata.\n\n"
+        "Reads Zeek logs (TSV or JSON, plain or gzip, rotated) and Suricata eve.json, "
+        "normalises them to ECS, scores sensor alerts and behaviour per internal host, and "
+        "groups the evidence into explained incidents."
+    ),
+    epilog=(
+        "Examples:\n\n"
+        "  furui analyze /opt/zeek/logs/2024-05-01 /var/log/suricata/eve.json\n\n"
+        "  furui analyze examples/ --db /tmp/lab.duckdb --output lab-incidents.ndjson\n\n"
+        "  furui analyze logs/ --json | jq '.incidents[] | select(.furui.severity==\"critical\")'"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+incidents_app = typer.Typer(help="Look at and triage incidents in the store.", no_args_is_help=True)
+settings_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(settings_app, name="settings")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Site settings file (TOML); see `furui settings show`.",
+                 envvar="FURUI_CONFIG", show_default=False),
+]
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Embedded store (DuckDB file). [default: furui.duckdb]",
+                 show_default=False),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")
+]
+
+
+def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn Furui's own errors into a one-line message and their exit code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except FuruiError as error:
+            Console(stderr=True).print(f"[bold red]furui: error:[/] {error}", highlight=False)
+            raise typer.Exit(int(error.exit_code)) from error
+
+    return wrapper
+
+
+def _settings(config: Path | None, db: Path | None) -> Settings:
+    settings = load_settings(config)
+    if db is not None:
+        settings = settings.model_copy(
+            update={"store": settings.store.model_copy(update={"path": db})}
+        )
+    return settings
+
+
+class RichProgress:
+    """Reading progress as a rich bar on stderr (bytes on disk)."""
+
+    def __init__(self, console: Console) -> None:
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True,
+        )
+        self._task: TaskID | None = None
+
+    def start(self, total_bytes: int, files: int) -> None:
+        """Show the bar."""
+        self._bar.start()
+        self._task = self._bar.add_task(f"Reading {files} files", total=total_bytes)
+
+    def file(self, path: Path) -> None:
+        """Name the file being read."""
+        if self._task is not None:
+            self._bar.update(self._task, description=f"Reading {path.name}")
+
+    def advance(self, disk_bytes: int) -> None:
+        """Move the bar."""
+        if self._task is not None:
+            self._bar.advance(self._task, disk_bytes)
+
+    def stop(self) -> None:
+        """Remove the bar."""
+        self._bar.stop()
+
+
+@app.command("analyze")
+@_fail_cleanly
+def analyze_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Zeek log files or directories (searched recursively) and Suricata eve.json "
+            "files. Plain or gzip; rotated names such as conn.00:00:00-01:00:00.log.gz work.",
+            show_default=False,
+        ),
+    ],
+    db: DbOption = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Write all incidents here as NDJSON.")
+    ] = Path("incidents.ndjson"),
+    quarantine: Annotated[
+        Path | None,
+        typer.Option("--quarantine", help="Append unreadable records here (NDJSON). "
+                     "[default: next to the store]", show_default=False),
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="Incidents shown in the table.", min=0)] = 20,
+    json_output: JsonOption = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output.")] = 0,
+    config: ConfigOption = None,
+) -> None:
+    """Analyse log files with the embedded store and show the incidents found.
+
+    Reading resumes where a previous run stopped, so re-running over the same files adds
+    nothing and a crashed run continues. Malformed records are counted, kept aside in the
+    quarantine file with file, line and reason, and never stop the run.
+    """
+    log.configure(verbose=verbose, json_logs=json_output)
+    settings = _settings(config, db)
+    stderr = Console(stderr=True)
+    progress = None if (no_progress or json_output) else RichProgress(stderr)
+    with Store.open(settings.store.path, memory_limit=settings.store.memory_limit,
+                    threads=settings.store.threads) as store:
+        report = analyze(paths, settings, store, progress=progress,
+                         command=" ".join(sys.argv[1:]))
+        quarantine_path = quarantine or settings.store.quarantine_path
+        if report.quarantine:
+            append_quarantine(report.quarantine, quarantine_path)
+        written = write_incidents(report.incidents, output)
+        store.finish_run(report.run_id, orjson.dumps(_summary(report, output, quarantine_path),
+                                                     default=str).decode())
+    if json_output:
+        payload = _summary(report, output, quarantine_path)
+        payload["incidents"] = documents(report.incidents)
+        sys.stdout.buffer.write(orjson.dumps(payload, default=str,
+                                             option=orjson.OPT_UTC_Z | orjson.OPT_INDENT_2))
+        sys.stdout.write("\n")
+        return
+    console = Console()
+    _print_incidents(console, report.incidents, top)
+    _print_summary(console, report, written, output, quarantine_path)
+
+
+@incidents_app.command("list")
+@_fail_cleanly
+def incidents_list(
+    db: DbOption = None,
+    top: Annotated[int, typer.Option("--top", help="Incidents shown.", min=0)] = 20,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show the incidents in the store, riskiest first."""
+    settings = _settings(config, db)
+    with Store.open(settings.store.path) as store:
+        incidents = store.incidents()
+    if json_output:
+        sys.stdout.buffer.write(orjson.dumps(documents(incidents), default=str,
+                                             option=orjson.OPT_UTC_Z | orjson.OPT_INDENT_2))
+        sys.stdout.write("\n")
+        return
+    _print_incidents(Console(), incidents, top)
+
+
+@incidents_app.command("status")
+@_fail_cleanly
+def incidents_status(
+    incident_id: Annotated[str, typer.Argument(help="The incident's event.id.")],
+    status: Annotated[str, typer.Argument(help="open, acknowledged or closed.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Set an incident's status; it survives later runs that update the incident."""
+    if status not in _STATUSES:
+        raise typer.BadParameter(f"status must be one of {', '.join(_STATUSES)}")
+    settings = _settings(config, db)
+    with Store.open(settings.store.path) as store:
+        if not store.set_status(incident_id, status):
+            Console(stderr=True).print(f"furui: error: no incident {incident_id}")
+            raise typer.Exit(int(ExitCode.INPUT))
+    Console().print(f"{incident_id}: {status}")
+
+
+@settings_app.command("show")
+@_fail_cleanly
+def settings_show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
+    """Print the effective settings (defaults < site file < FURUI_* environment)."""
+    settings = load_settings(config)
+    data = settings.model_dump(mode="json")
+    if json_output:
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    console = Console()
+    for section, values in data.items():
+        console.print(f"[bold][{section}][/]")
+        for key, value in values.items():
+            console.print(f"{key} = {orjson.dumps(value).decode()}", highlight=False)
+
+
+@app.command("version")
+def version() -> None:
+    """Print Furui's version."""
+    Console().print(__version__)
+
+
+def _summary(report: RunReport, output: Path, quarantine: Path) -> dict[str, Any]:
+    severities = Counter(report.incidents.column("furui.severity").to_pylist()) if (
+        report.incidents.num_rows) else Counter()
+    return {
+        "run_id": report.run_id,
+        "events": report.events,
+        "rejects": report.rejects,
+        "findings": report.findings,
+        "seconds": round(report.seconds, 3),
+        "events_per_second": round(report.events / report.seconds) if report.seconds else None,
+        "incident_count": report.incidents.num_rows,
+        "severities": dict(severities),
+        "output": str(output),
+        "quarantine": str(quarantine) if report.rejects else None,
+        "files": [
+            {"path": f.path, "format": f.format, "log_type": f.log_type, "status": f.status,
+             "events": f.events, "rejects": f.rejects, "skipped": f.skipped, "error": f.error}
+            for f in report.files
+        ],
+        "passed_over": [{"path": str(s.path), "reason": s.reason} for s in report.passed_over],
+    }
+
+
+def _print_incidents(console: Console, incidents: Any, top: int) -> None:
+    if not incidents.num_rows:
+        console.print("No incidents.")
+        return
+    table = Table(title=f"Incidents ({incidents.num_rows}, riskiest first)", title_justify="left")
+    for name, style in (("Risk", "bold"), ("Severity", ""), ("Host", "cyan"), ("First seen", ""),
+                        ("Last seen", ""), ("Signals", ""), ("Top evidence", ""),
+                        ("Status", "dim")):
+        table.add_column(name, style=style, overflow="fold")
+    for row in incidents.slice(0, top).to_pylist():
+        level = row["furui.severity"]
+        table.add_row(
+            f"{row['event.risk_score']:.0f}",
+            f"[{_SEVERITY_STYLE.get(level, '')}]{level}[/]",
+            row["host.ip"],
+            f"{row['event.start']:%Y-%m-%d %H:%M:%S}",
+            f"{row['event.end']:%Y-%m-%d %H:%M:%S}",
+            str(len(row["furui.evidence"])),
+            row["rule.name"] or "",
+            row.get("furui.status") or "open",
+        )
+    console.print(table)
+    if incidents.num_rows > top:
+        console.print(f"... {incidents.num_rows - top} more (--top to show them)")
+
+
+def _print_summary(
+    console: Console, report: RunReport, written: int, output: Path, quarantine: Path
+) -> None:
+    states = Counter(f.status for f in report.files)
+    rate = f" ({report.events / report.seconds:,.0f} events/s)" if report.seconds else ""
+    console.print(
+        f"Read {report.events:,} events from {len(report.files)} files"
+        f" ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))})"
+        f" in {report.seconds:.1f} s{rate}."
+    )
+    if report.rejects:
+        by_file = Counter({f.path: f.rejects for f in report.files if f.rejects})
+        worst = ", ".join(f"{p} ({n})" for p, n in by_file.most_common(3))
+        console.print(f"[yellow]{report.rejects:,} malformed records kept aside in "
+                      f"{quarantine}[/]: {worst}")
+    for failed in (f for f in report.files if f.error):
+        console.print(f"[red]{failed.path}: {failed.error}[/]")
+    if report.passed_over:
+        console.print(f"{len(report.passed_over)} files passed over (not logs); "
+                      "`--json` lists them.")
+    console.print(f"{written} incidents written to {output}.")
+
+
+def main() -> None:
+    """Entry point of the ``furui`` console script."""
+    app()

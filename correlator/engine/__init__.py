@@ -1,0 +1,1 @@
+"""Detection: detectors turn batches of normalised events into findings."""

@@ -1,0 +1,121 @@
+"""The interface every detector implements, and the helper that builds finding rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from correlator.schema.finding import FINDING_SCHEMA
+
+
+class Detector(Protocol):
+    """Turns normalised events into findings.
+
+    Detectors are pure objects over event batches: no I/O, no threads. ``observe`` is
+    called once per batch of each stream listed in ``streams``, in file order.
+    """
+
+    @property
+    def ruleset(self) -> str:
+        """Name of the detector's rule family (``suricata``, ``zeek-notice`` …)."""
+        ...
+
+    @property
+    def streams(self) -> frozenset[str]:
+        """The streams (``zeek.notice``, ``suricata.eve.alert`` …) this detector reads."""
+        ...
+
+    def observe(self, stream: str, events: pa.Table) -> pa.Table:
+        """Findings (``FINDING_SCHEMA``) for one batch of events; possibly empty."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Attributed:
+    """Events selected as findings, each attributed to one internal host.
+
+    Attributes:
+        rows: index of the event each finding comes from (an event may appear twice: once
+            for each internal host it concerns).
+        host: the internal host of each finding.
+        role: ``source`` or ``target``.
+        peer: the other end, if any.
+        score: risk score of each finding.
+    """
+
+    rows: npt.NDArray[np.int64]
+    host: pa.Array
+    role: pa.Array
+    peer: pa.Array
+    score: npt.NDArray[np.float64]
+
+
+def build_findings(
+    events: pa.Table,
+    attributed: Attributed,
+    *,
+    rule_id: pa.Array,
+    rule_name: pa.Array,
+    rule_category: pa.Array | None,
+    ruleset: str,
+    techniques: pa.Array | None = None,
+) -> pa.Table:
+    """Assemble finding rows from attributed events and per-event rule columns.
+
+    The finding id joins ruleset, rule, event and role, so the same evidence seen again
+    (a re-run, a resumed file) is recognised as the same finding.
+    """
+    take = pa.array(attributed.rows)
+    picked = events.take(take)
+    n = len(attributed.rows)
+
+    def col(name: str, dtype: pa.DataType) -> pa.Array:
+        if name in picked.column_names:
+            return pc.cast(picked.column(name).combine_chunks(), dtype)
+        return pa.nulls(n, dtype)
+
+    rule_ids = pc.cast(rule_id.take(take), pa.string())
+    event_ids = col("event.id", pa.string())
+    finding_id = pc.binary_join_element_wise(
+        pa.repeat(pa.scalar(ruleset), n), rule_ids, event_ids, attributed.role, "|"
+    )
+    arrays = {
+        "finding.id": finding_id,
+        "@timestamp": col("@timestamp", FINDING_SCHEMA.field("@timestamp").type),
+        "host.ip": attributed.host,
+        "furui.role": attributed.role,
+        "furui.peer_ip": attributed.peer,
+        "rule.id": rule_ids,
+        "rule.name": pc.cast(rule_name.take(take), pa.string()),
+        "rule.category": (
+            pc.cast(rule_category.take(take), pa.string()) if rule_category is not None
+            else pa.nulls(n, pa.string())
+        ),
+        "rule.ruleset": pa.repeat(pa.scalar(ruleset), n),
+        "event.risk_score": pa.array(attributed.score, pa.float64()),
+        "threat.technique.id": (
+            techniques.take(take) if techniques is not None
+            else pa.nulls(n, FINDING_SCHEMA.field("threat.technique.id").type)
+        ),
+        "event.id": event_ids,
+        "event.dataset": col("event.dataset", pa.string()),
+        "zeek.session_id": col("zeek.session_id", pa.string()),
+        "suricata.eve.flow_id": col("suricata.eve.flow_id", pa.string()),
+        "network.community_id": col("network.community_id", pa.string()),
+        "source.ip": col("source.ip", pa.string()),
+        "destination.ip": col("destination.ip", pa.string()),
+        "destination.port": col("destination.port", pa.int32()),
+    }
+    return pa.Table.from_arrays(
+        [pc.cast(arrays[f.name], f.type) for f in FINDING_SCHEMA], schema=FINDING_SCHEMA
+    )
+
+
+def empty_findings() -> pa.Table:
+    """A findings table with no rows."""
+    return FINDING_SCHEMA.empty_table()

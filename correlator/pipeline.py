@@ -1,0 +1,245 @@
+"""Orchestration of one analysis run: files → events → findings → incidents.
+
+Only wiring lives here; every stage is injected or built from settings, so tests and the
+Elasticsearch mode run the same steps with other sources and sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from correlator.correlate import CorrelationParams, correlate
+from correlator.engine.base import Detector, empty_findings
+from correlator.engine.signals import SuricataAlerts, ZeekNotices, load_weights
+from correlator.normalise import NormaliseContext, normalise
+from correlator.normalise.addresses import Networks
+from correlator.schema.unify import unify
+from correlator.settings import Settings
+from correlator.sources.base import Reject
+from correlator.sources.files import LogFile, Skipped, discover
+from correlator.sources.reader import BlockRead, Position, ReadLimits, read_log
+from correlator.state import BlockCommit, Store
+
+logger = logging.getLogger(__name__)
+
+
+class Progress(Protocol):
+    """Receives progress while files are read."""
+
+    def start(self, total_bytes: int, files: int) -> None:
+        """Reading of ``files`` files, ``total_bytes`` on disk, begins."""
+
+    def file(self, path: Path) -> None:
+        """Reading of ``path`` begins."""
+
+    def advance(self, disk_bytes: int) -> None:
+        """``disk_bytes`` more bytes on disk were read."""
+
+    def stop(self) -> None:
+        """Reading is over."""
+
+
+class NoProgress:
+    """A progress receiver that shows nothing."""
+
+    def start(self, total_bytes: int, files: int) -> None:
+        """Ignore."""
+
+    def file(self, path: Path) -> None:
+        """Ignore."""
+
+    def advance(self, disk_bytes: int) -> None:
+        """Ignore."""
+
+    def stop(self) -> None:
+        """Ignore."""
+
+
+@dataclass(slots=True)
+class FileReport:
+    """What happened to one file in a run."""
+
+    path: str
+    format: str
+    log_type: str
+    status: str  # read | resumed | unchanged | error
+    events: int = 0
+    rejects: int = 0
+    skipped: int = 0
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class RunReport:
+    """The outcome of a run, for the command line and for tests."""
+
+    run_id: str
+    files: list[FileReport] = field(default_factory=list)
+    passed_over: list[Skipped] = field(default_factory=list)
+    events: int = 0
+    rejects: int = 0
+    findings: int = 0
+    seconds: float = 0.0
+    incidents: pa.Table = field(default_factory=lambda: pa.table({}))
+    quarantine: list[dict[str, object]] = field(default_factory=list)
+    rejects_by_file: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def build_detectors(settings: Settings) -> list[Detector]:
+    """The detectors a run uses, configured from settings."""
+    weights = load_weights()
+    networks = Networks.of(list(settings.network.internal))
+    factor = settings.correlation.inbound_factor
+    return [
+        SuricataAlerts(weights.suricata, networks, factor),
+        ZeekNotices(weights.zeek_notice, networks, factor),
+    ]
+
+
+def analyze(
+    paths: Sequence[Path],
+    settings: Settings,
+    store: Store,
+    *,
+    progress: Progress | None = None,
+    detectors: Sequence[Detector] | None = None,
+    command: str = "analyze",
+) -> RunReport:
+    """Run the whole pipeline over log files with the embedded store.
+
+    Files already read are resumed from their checkpoint (or skipped when unchanged), so
+    analysing the same files again adds nothing.
+
+    Args:
+        paths: files and directories to read.
+        settings: the run's settings.
+        store: the embedded store.
+        progress: receives reading progress.
+        detectors: overrides the detectors built from settings (tests).
+        command: recorded with the run.
+
+    Returns:
+        The run's report, incidents included.
+
+    Raises:
+        InputError: a path given does not exist or is not a readable log.
+    """
+    started = time.perf_counter()
+    progress = progress or NoProgress()
+    found = discover(list(paths))
+    report = RunReport(run_id=uuid.uuid4().hex, passed_over=found.skipped)
+    store.start_run(report.run_id, command)
+    context = NormaliseContext(
+        internal=Networks.of(list(settings.network.internal)),
+        trust_zeek_local=settings.network.trust_zeek_local,
+        community_id_seed=settings.network.community_id_seed,
+    )
+    active = list(detectors) if detectors is not None else build_detectors(settings)
+    limits = ReadLimits(settings.ingest.block_bytes, settings.ingest.max_line_bytes)
+    progress.start(sum(_disk_size(log.path) for log in found.logs), len(found.logs))
+    try:
+        for log in found.logs:
+            progress.file(log.path)
+            report.files.append(_read_file(log, store, context, active, limits, report, progress))
+    finally:
+        progress.stop()
+    findings = store.findings()
+    report.findings = findings.num_rows
+    params = CorrelationParams(
+        window_seconds=settings.correlation.window_seconds,
+        max_references=settings.correlation.max_references,
+    )
+    store.upsert_incidents(correlate(findings, params))
+    report.incidents = store.incidents()
+    report.quarantine = store.quarantined(report.run_id).to_pylist()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _read_file(
+    log: LogFile,
+    store: Store,
+    context: NormaliseContext,
+    detectors: Sequence[Detector],
+    limits: ReadLimits,
+    report: RunReport,
+    progress: Progress,
+) -> FileReport:
+    size, mtime = _disk_size(log.path), _disk_mtime(log.path)
+    state = store.file_state(log)
+    file_report = FileReport(str(log.path), log.format.value, log.log_type, "read")
+    if state is not None and state.complete and state.disk_size == size and (
+        state.disk_mtime == mtime
+    ):
+        file_report.status = "unchanged"
+        progress.advance(size)
+        return file_report
+    key = state.key if state is not None else log.identity.key
+    start = state.position if state is not None else Position()
+    if state is not None:
+        file_report.status = "resumed"
+        logger.info("%s: resuming at line %d", log.path, start.line)
+    store.ensure_file(log, key)
+    error = None
+    done = 0
+    for block in read_log(log, start, limits):
+        if block.error is not None:
+            error = block.error
+            logger.warning("%s: %s", log.path, block.error)
+            break
+        commit = _process(block, log, context, detectors)
+        store.commit_block(commit, key=key, run_id=report.run_id)
+        events = sum(t.num_rows for t in commit.events.values())
+        file_report.events += events
+        file_report.rejects += len(commit.rejects)
+        file_report.skipped += commit.skipped
+        report.events += events
+        report.rejects += len(commit.rejects)
+        advance = min(block.disk_offset, size) - done
+        done += advance
+        progress.advance(advance)
+    progress.advance(size - done)
+    file_report.error = error
+    if error is not None:
+        file_report.status = "error"
+    store.mark_complete(key, disk_size=size, disk_mtime=mtime, error=error)
+    return file_report
+
+
+def _process(
+    block: BlockRead, log: LogFile, context: NormaliseContext, detectors: Sequence[Detector]
+) -> BlockCommit:
+    """Normalise one block and run the detectors over it (pure: no store access)."""
+    parts: dict[str, list[pa.Table]] = defaultdict(list)
+    rejects: list[Reject] = list(block.rejects)
+    for raw in block.batches:
+        for result in normalise(raw, context):
+            rejects.extend(result.rejects)
+            if result.events.num_rows:
+                parts[result.stream].append(result.events)
+    events = {stream: unify(tables) for stream, tables in parts.items()}
+    found = [
+        detector.observe(stream, table)
+        for stream, table in events.items()
+        for detector in detectors
+        if stream in detector.streams
+    ]
+    findings = pa.concat_tables(found) if found else empty_findings()
+    return BlockCommit(log, block.position, events, findings, rejects, block.skipped)
+
+
+def _disk_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _disk_mtime(path: Path) -> float:
+    return path.stat().st_mtime

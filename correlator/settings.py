@@ -1,0 +1,138 @@
+"""Settings: ``data/default.toml`` < site TOML < ``FURUI_*`` environment variables.
+
+Every setting is documented in ``data/default.toml``; the model below types and validates
+them, including the invariants between them, when they are loaded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from importlib import resources
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from correlator.errors import ConfigError
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class NetworkSettings(BaseModel):
+    """Which addresses are the site's own."""
+
+    model_config = _FROZEN
+
+    internal: tuple[str, ...] = Field(description="CIDR networks treated as internal.")
+    trust_zeek_local: bool = Field(description="Honour Zeek's local_orig/local_resp.")
+    community_id_seed: int = Field(ge=0, le=65535, description="Community ID seed.")
+
+    @field_validator("internal")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as error:
+                raise ValueError(f"{cidr!r} is not a network: {error}") from error
+        return value
+
+
+class IngestSettings(BaseModel):
+    """Bounds on reading."""
+
+    model_config = _FROZEN
+
+    block_bytes: int = Field(ge=4096, description="Bytes of log handled as one unit.")
+    max_line_bytes: int = Field(ge=4096, description="Longest line accepted.")
+
+
+class StoreSettings(BaseModel):
+    """The embedded DuckDB store."""
+
+    model_config = _FROZEN
+
+    path: Path = Field(description="DuckDB file.")
+    quarantine: str = Field(description="Quarantine NDJSON file; empty: next to the store.")
+    memory_limit: str = Field(description="DuckDB memory ceiling, e.g. 1GB.")
+    threads: int = Field(ge=0, description="DuckDB threads; 0 means one per core.")
+
+    @property
+    def quarantine_path(self) -> Path:
+        """Where quarantined records are written."""
+        if self.quarantine:
+            return Path(self.quarantine)
+        return self.path.with_name(f"{self.path.stem}-quarantine.ndjson")
+
+
+class CorrelationSettings(BaseModel):
+    """How findings become incidents."""
+
+    model_config = _FROZEN
+
+    window_seconds: int = Field(gt=0, description="Incident window length in seconds.")
+    inbound_factor: float = Field(ge=0, le=1, description="Weight of attacks from outside.")
+    max_references: int = Field(ge=1, description="Evidence references kept per rule.")
+
+
+class Settings(BaseSettings):
+    """All of Furui's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FURUI_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+    site_file: ClassVar[Path | None] = None
+
+    network: NetworkSettings
+    ingest: IngestSettings
+    store: StoreSettings
+    correlation: CorrelationSettings
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the layers: explicit values, environment, site file, packaged defaults."""
+        default = resources.files("correlator.data").joinpath("default.toml")
+        with resources.as_file(default) as default_path:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if cls.site_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.site_file))
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=default_path))
+        return tuple(sources)
+
+
+def load_settings(site_file: Path | None = None, **overrides: object) -> Settings:
+    """Load settings from the packaged defaults, a site file and the environment.
+
+    Args:
+        site_file: a TOML file with site values (any subset of ``data/default.toml``).
+        overrides: values that win over every layer (the command line's options).
+
+    Raises:
+        ConfigError: the site file is missing or a value is invalid; the message names it.
+    """
+    if site_file is not None and not site_file.is_file():
+        raise ConfigError(f"{site_file}: no such settings file")
+    Settings.site_file = site_file
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        where = site_file or "settings"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"{where}: {problems}") from error
+    finally:
+        Settings.site_file = None

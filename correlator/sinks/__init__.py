@@ -1,0 +1,1 @@
+"""Where incidents and kept-aside records are written."""
