@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from correlator.normalise.core import (
-    Normalised,
     NormaliseContext,
+    Normalised,
     apply_mapping,
     finish,
     reject_rows,
@@ -93,11 +93,11 @@ def _typed_columns(batch: RawBatch) -> tuple[dict[str, pa.Array], np.ndarray, li
             reasons[row] = f"field {name}: {raw[row].as_py()!r} is not a valid {zeek_type}"
         invalid |= bad
         typed[name] = converted.values
-    if batch.format is LogFormat.ZEEK_JSON:
-        # Zeek JSON leaves unset fields out; add them so both renderings give one schema
-        for name, zeek_type in known_types(batch.log_type).items():
-            if name not in typed:
-                typed[name] = pa.nulls(n, arrow_type(zeek_type))
+    # Zeek JSON leaves unset fields out, and Zeek versions differ in fields: every field the
+    # known schema of the log has is a column, so all renderings and versions agree
+    for name, zeek_type in known_types(batch.log_type).items():
+        if name not in typed:
+            typed[name] = pa.nulls(n, arrow_type(zeek_type))
     return typed, invalid, reasons
 
 

@@ -30,7 +30,9 @@ _SCALARS: Final[dict[str, pa.DataType]] = {
     "bool": pa.bool_(),
 }
 _CONTAINER = re.compile(r"^(set|vector)\[(.+)\]$")
-_ESCAPE = re.compile(rb"\\x([0-9a-fA-F]{2})")
+_TSV_ESCAPE = re.compile(rb"\\\\|\\x[0-9a-fA-F]{2}")
+# control characters Zeek's JSON writer keeps as \xNN text (it writes \n, \t ... as such)
+_CONTROL = re.compile(r"[\x00-\x07\x0b\x0e-\x1f\x7f]")
 _MICRO: Final = 1_000_000
 #: Zeek prints interval and double values with six decimals.
 _DECIMALS: Final = 6
@@ -126,7 +128,7 @@ def convert_json(raw: pa.Array, zeek_type: str) -> Converted:
             values = _time_from_json(values).values
         rebuilt = pa.ListArray.from_arrays(raw.offsets, pc.cast(values, target.value_type),
                                            mask=raw.is_null())
-        return Converted(rebuilt, _no_invalid(len(raw)))
+        return Converted(_without_lone_empty(rebuilt), _no_invalid(len(raw)))
     if zeek_type in ("interval", "double") and _is_numeric(raw.type):
         return Converted(pc.round(pc.cast(raw, pa.float64()), _DECIMALS), _no_invalid(len(raw)))
     if raw.type == target:
@@ -138,18 +140,53 @@ def convert_json(raw: pa.Array, zeek_type: str) -> Converted:
     return safe_cast(raw, target)
 
 
+def _without_lone_empty(lists: pa.Array) -> pa.Array:
+    """``[""]`` as ``[]``: Zeek TSV writes both as ``(empty)``, so they cannot differ."""
+    if not pa.types.is_string(lists.type.value_type):
+        return lists
+    single = pc.equal(pc.list_value_length(lists), 1).fill_null(False).to_numpy(
+        zero_copy_only=False
+    )
+    if not single.any():
+        return lists
+    starts = lists.offsets.to_numpy()[:-1][single]
+    firsts = lists.values.take(pa.array(starts))
+    lone = np.zeros(len(lists), dtype=bool)
+    lone[np.flatnonzero(single)] = pc.equal(firsts, "").fill_null(False).to_numpy(
+        zero_copy_only=False
+    )
+    if not lone.any():
+        return lists
+    empty = pa.scalar([], lists.type)
+    return pc.if_else(pa.array(lone), empty, lists)
+
+
 def unescape(text: pa.Array) -> pa.Array:
-    r"""Decode Zeek's ``\xNN`` escapes, touching only the rows that hold one."""
-    has_escape = pc.match_substring(text, "\\x")
+    r"""Decode Zeek TSV escapes (``\xNN``, ``\\``), touching only the rows that hold one.
+
+    The result matches what Zeek's JSON writer logs for the same value: bytes that are not
+    UTF-8, and control characters other than newline, tab and friends, stay written as
+    ``\xNN`` text.
+    """
+    has_escape = pc.match_substring(text, "\\")
     if not pc.any(has_escape).as_py():
         return text
     rows = np.flatnonzero(has_escape.fill_null(False).to_numpy(zero_copy_only=False))
     values = text.to_pylist()
-    for row in rows:
-        raw = values[row].encode("utf-8")
-        decoded = _ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), raw)
-        values[row] = decoded.decode("utf-8", errors="backslashreplace")
+    for row in rows:  # only rows with an escape, a small minority
+        values[row] = _decode(values[row])
     return pa.array(values, pa.string())
+
+
+def _decode(value: str) -> str:
+    raw = _TSV_ESCAPE.sub(_unescape_match, value.encode("utf-8"))
+    decoded = raw.decode("utf-8", errors="backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", decoded)
+
+
+def _unescape_match(match: re.Match[bytes]) -> bytes:
+    token = match.group(0)
+    return b"\\" if token == b"\\\\" else bytes([int(token[2:], 16)])
 
 
 def _convert_tsv_container(raw: pa.Array, inner: str, markers: TsvMarkers) -> Converted:
