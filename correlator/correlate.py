@@ -129,6 +129,8 @@ def _distinct_refs(column: str, limit: int) -> str:
 
 def _finish(grouped: pa.Table, params: CorrelationParams) -> pa.Table:
     n = grouped.num_rows
+    if not n:
+        return pa.table({})
     scores = grouped.column("scores").combine_chunks()
     offsets = scores.offsets.to_numpy()[:-1].astype(np.int64)
     risk = combine_groups(scores.flatten().to_numpy(zero_copy_only=False), offsets)

@@ -198,6 +198,7 @@ def _read_file(
             break
         commit = _process(block, log, context, detectors)
         store.commit_block(commit, key=key, run_id=report.run_id)
+        logger.debug("%s: committed up to line %d", log.path, block.position.line - 1)
         events = sum(t.num_rows for t in commit.events.values())
         file_report.events += events
         file_report.rejects += len(commit.rejects)

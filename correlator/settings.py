@@ -7,6 +7,7 @@ them, including the invariants between them, when they are loaded.
 from __future__ import annotations
 
 import ipaddress
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import ClassVar
@@ -128,6 +129,8 @@ def load_settings(site_file: Path | None = None, **overrides: object) -> Setting
     Settings.site_file = site_file
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{site_file}: not valid TOML: {error}") from error
     except ValidationError as error:
         where = site_file or "settings"
         problems = "; ".join(
