@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import orjson
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -66,13 +67,19 @@ app.add_typer(settings_app, name="settings")
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Site settings file (TOML); see `furui settings show`.",
-                 envvar="FURUI_CONFIG", show_default=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Site settings file (TOML); see `furui settings show`.",
+        envvar="FURUI_CONFIG",
+        show_default=False,
+    ),
 ]
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="Embedded store (DuckDB file). [default: furui.duckdb]",
-                 show_default=False),
+    typer.Option(
+        "--db", help="Embedded store (DuckDB file). [default: furui.duckdb]", show_default=False
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")
@@ -107,8 +114,13 @@ class RichProgress:
 
     def __init__(self, console: Console) -> None:
         self._bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-            TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
         )
         self._task: TaskID | None = None
 
@@ -149,13 +161,20 @@ def analyze_command(
     ] = Path("incidents.ndjson"),
     quarantine: Annotated[
         Path | None,
-        typer.Option("--quarantine", help="Append unreadable records here (NDJSON). "
-                     "[default: next to the store]", show_default=False),
+        typer.Option(
+            "--quarantine",
+            help="Append unreadable records here (NDJSON). [default: next to the store]",
+            show_default=False,
+        ),
     ] = None,
     top: Annotated[int, typer.Option("--top", help="Incidents shown in the table.", min=0)] = 20,
     json_output: JsonOption = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output.")] = 0,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Hide the progress bar.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output.")
+    ] = 0,
     config: ConfigOption = None,
 ) -> None:
     """Analyse log files with the embedded store and show the incidents found.
@@ -168,21 +187,26 @@ def analyze_command(
     settings = _settings(config, db)
     stderr = Console(stderr=True)
     progress = None if (no_progress or json_output) else RichProgress(stderr)
-    with Store.open(settings.store.path, memory_limit=settings.store.memory_limit,
-                    threads=settings.store.threads) as store:
-        report = analyze(paths, settings, store, progress=progress,
-                         command=" ".join(sys.argv[1:]))
+    with Store.open(
+        settings.store.path,
+        memory_limit=settings.store.memory_limit,
+        threads=settings.store.threads,
+    ) as store:
+        report = analyze(paths, settings, store, progress=progress, command=" ".join(sys.argv[1:]))
         quarantine_path = quarantine or settings.store.quarantine_path
         if report.quarantine:
             append_quarantine(report.quarantine, quarantine_path)
         written = write_incidents(report.incidents, output)
-        store.finish_run(report.run_id, orjson.dumps(_summary(report, output, quarantine_path),
-                                                     default=str).decode())
+        store.finish_run(
+            report.run_id,
+            orjson.dumps(_summary(report, output, quarantine_path), default=str).decode(),
+        )
     if json_output:
         payload = _summary(report, output, quarantine_path)
         payload["incidents"] = documents(report.incidents)
-        sys.stdout.buffer.write(orjson.dumps(payload, default=str,
-                                             option=orjson.OPT_UTC_Z | orjson.OPT_INDENT_2))
+        sys.stdout.buffer.write(
+            orjson.dumps(payload, default=str, option=orjson.OPT_UTC_Z | orjson.OPT_INDENT_2)
+        )
         sys.stdout.write("\n")
         return
     console = Console()
@@ -203,8 +227,11 @@ def incidents_list(
     with Store.open(settings.store.path) as store:
         incidents = store.incidents()
     if json_output:
-        sys.stdout.buffer.write(orjson.dumps(documents(incidents), default=str,
-                                             option=orjson.OPT_UTC_Z | orjson.OPT_INDENT_2))
+        sys.stdout.buffer.write(
+            orjson.dumps(
+                documents(incidents), default=str, option=orjson.OPT_UTC_Z | orjson.OPT_INDENT_2
+            )
+        )
         sys.stdout.write("\n")
         return
     _print_incidents(Console(), incidents, top)
@@ -252,8 +279,11 @@ def version() -> None:
 
 
 def _summary(report: RunReport, output: Path, quarantine: Path) -> dict[str, Any]:
-    severities = Counter(report.incidents.column("furui.severity").to_pylist()) if (
-        report.incidents.num_rows) else Counter()
+    severities = (
+        Counter(report.incidents.column("furui.severity").to_pylist())
+        if (report.incidents.num_rows)
+        else Counter()
+    )
     return {
         "run_id": report.run_id,
         "events": report.events,
@@ -266,22 +296,37 @@ def _summary(report: RunReport, output: Path, quarantine: Path) -> dict[str, Any
         "output": str(output),
         "quarantine": str(quarantine) if report.rejects else None,
         "files": [
-            {"path": f.path, "format": f.format, "log_type": f.log_type, "status": f.status,
-             "events": f.events, "rejects": f.rejects, "skipped": f.skipped, "error": f.error}
+            {
+                "path": f.path,
+                "format": f.format,
+                "log_type": f.log_type,
+                "status": f.status,
+                "events": f.events,
+                "rejects": f.rejects,
+                "skipped": f.skipped,
+                "error": f.error,
+            }
             for f in report.files
         ],
         "passed_over": [{"path": str(s.path), "reason": s.reason} for s in report.passed_over],
     }
 
 
-def _print_incidents(console: Console, incidents: Any, top: int) -> None:
+def _print_incidents(console: Console, incidents: pa.Table, top: int) -> None:
     if not incidents.num_rows:
         console.print("No incidents.")
         return
     table = Table(title=f"Incidents ({incidents.num_rows}, riskiest first)", title_justify="left")
-    for name, style in (("Risk", "bold"), ("Severity", ""), ("Host", "cyan"), ("First seen", ""),
-                        ("Last seen", ""), ("Signals", ""), ("Top evidence", ""),
-                        ("Status", "dim")):
+    for name, style in (
+        ("Risk", "bold"),
+        ("Severity", ""),
+        ("Host", "cyan"),
+        ("First seen", ""),
+        ("Last seen", ""),
+        ("Signals", ""),
+        ("Top evidence", ""),
+        ("Status", "dim"),
+    ):
         table.add_column(name, style=style, overflow="fold")
     for row in incidents.slice(0, top).to_pylist():
         level = row["furui.severity"]
@@ -313,13 +358,15 @@ def _print_summary(
     if report.rejects:
         by_file = Counter({f.path: f.rejects for f in report.files if f.rejects})
         worst = ", ".join(f"{p} ({n})" for p, n in by_file.most_common(3))
-        console.print(f"[yellow]{report.rejects:,} malformed records kept aside in "
-                      f"{quarantine}[/]: {worst}")
+        console.print(
+            f"[yellow]{report.rejects:,} malformed records kept aside in {quarantine}[/]: {worst}"
+        )
     for failed in (f for f in report.files if f.error):
         console.print(f"[red]{failed.path}: {failed.error}[/]")
     if report.passed_over:
-        console.print(f"{len(report.passed_over)} files passed over (not logs); "
-                      "`--json` lists them.")
+        console.print(
+            f"{len(report.passed_over)} files passed over (not logs); `--json` lists them."
+        )
     console.print(f"{written} incidents written to {output}.")
 
 

@@ -107,8 +107,10 @@ def correlate(findings: pa.Table, params: CorrelationParams) -> pa.Table:
         refs = {
             key: _distinct_refs(column, params.max_references)
             for key, column in (
-                ("peers", "furui.peer_ip"), ("uids", "zeek.session_id"),
-                ("flow_ids", "suricata.eve.flow_id"), ("community_ids", "network.community_id"),
+                ("peers", "furui.peer_ip"),
+                ("uids", "zeek.session_id"),
+                ("flow_ids", "suricata.eve.flow_id"),
+                ("community_ids", "network.community_id"),
                 ("event_ids", "event.id"),
             )
         }
@@ -142,19 +144,21 @@ def _finish(grouped: pa.Table, params: CorrelationParams) -> pa.Table:
     evidence = grouped.column("evidence").combine_chunks()
     top_names = pc.struct_field(pc.list_element(evidence, 0), ["rule", "name"])
     related = [
-        sorted({h, *(p or [])}) for h, p in zip(hosts, grouped.column("peers").to_pylist(),
-                                                 strict=True)
+        sorted({h, *(p or [])})
+        for h, p in zip(hosts, grouped.column("peers").to_pylist(), strict=True)
     ]
     messages = [
         _message(h, s, float(r), name, int(k))
         for h, s, r, name, k in zip(
-            hosts, severities, risk, top_names.to_pylist(),
-            pc.list_value_length(evidence).to_pylist(), strict=True,
+            hosts,
+            severities,
+            risk,
+            top_names.to_pylist(),
+            pc.list_value_length(evidence).to_pylist(),
+            strict=True,
         )
     ]
-    window = pa.array(
-        [s.replace(tzinfo=UTC) for s in window_starts], pa.timestamp("us", tz="UTC")
-    )
+    window = pa.array([s.replace(tzinfo=UTC) for s in window_starts], pa.timestamp("us", tz="UTC"))
     window_end = pc.add(window, pa.scalar(params.window_seconds * _MICROS, pa.duration("us")))
     columns = {
         "event.id": pa.array(ids, pa.string()),

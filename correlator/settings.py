@@ -50,8 +50,9 @@ class IngestSettings(BaseModel):
 
     model_config = _FROZEN
 
-    block_bytes: int = Field(ge=4096, description="Bytes of log handled as one unit.")
+    block_bytes: int = Field(ge=4096, description="Bytes of log parsed as one unit.")
     max_line_bytes: int = Field(ge=4096, description="Longest line accepted.")
+    flush_rows: int = Field(ge=1, description="Events buffered before a store commit.")
 
 
 class StoreSettings(BaseModel):
@@ -104,7 +105,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Order the layers: explicit values, environment, site file, packaged defaults."""
+        """Order the layers: explicit values, environment, site file, packaged defaults.
+
+        No ``.env`` file and no secrets directory: credentials come from the environment.
+        """
+        del dotenv_settings, file_secret_settings
         default = resources.files("correlator.data").joinpath("default.toml")
         with resources.as_file(default) as default_path:
             sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]

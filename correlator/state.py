@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from correlator.errors import StoreError
 from correlator.schema.finding import FINDING_SCHEMA
-from correlator.schema.unify import to_type
+from correlator.schema.unify import to_type, unify
 from correlator.sources.base import Reject
 from correlator.sources.files import LogFile
 from correlator.sources.reader import Position
@@ -74,6 +74,29 @@ class BlockCommit:
     findings: pa.Table
     rejects: list[Reject]
     skipped: int
+
+    @property
+    def rows(self) -> int:
+        """Events in this commit."""
+        return sum(t.num_rows for t in self.events.values())
+
+    @classmethod
+    def merge(cls, commits: list[BlockCommit]) -> BlockCommit:
+        """Several consecutive blocks of one file as one commit, at the last one's position."""
+        if len(commits) == 1:
+            return commits[0]
+        streams: dict[str, list[pa.Table]] = {}
+        for commit in commits:
+            for stream, table in commit.events.items():
+                streams.setdefault(stream, []).append(table)
+        return cls(
+            log=commits[-1].log,
+            position=commits[-1].position,
+            events={stream: unify(tables) for stream, tables in streams.items()},
+            findings=pa.concat_tables([c.findings for c in commits]),
+            rejects=[r for c in commits for r in c.rejects],
+            skipped=sum(c.skipped for c in commits),
+        )
 
 
 def stream_table(stream: str) -> str:
@@ -138,15 +161,18 @@ class Store:
                    FROM furui_files WHERE path = ? AND head_len < ?""",
                 [str(log.path), log.identity.head_len],
             ).fetchall()
-            row = next(
-                (c for c in candidates if log.identity.prefix_key(int(c[10])) == c[0]), None
-            )
+            row = next((c for c in candidates if log.identity.prefix_key(int(c[10])) == c[0]), None)
         if row is None:
             return None
         return FileState(
-            key=str(row[0]), position=Position(int(row[1]), int(row[2]), str(row[3])),
-            events=int(row[4]), rejects=int(row[5]), skipped=int(row[6]),
-            disk_size=row[7], disk_mtime=row[8], complete=bool(row[9]),
+            key=str(row[0]),
+            position=Position(int(row[1]), int(row[2]), str(row[3])),
+            events=int(row[4]),
+            rejects=int(row[5]),
+            skipped=int(row[6]),
+            disk_size=row[7],
+            disk_mtime=row[8],
+            complete=bool(row[9]),
         )
 
     def commit_block(self, commit: BlockCommit, *, key: str, run_id: str) -> None:
@@ -177,9 +203,20 @@ class Store:
                        rejects = furui_files.rejects + excluded.rejects,
                        skipped = furui_files.skipped + excluded.skipped,
                        complete = false, updated_at = excluded.updated_at""",
-                [key, str(log.path), log.identity.head_len, log.format.value, log.log_type,
-                 commit.position.offset, commit.position.line, commit.position.state,
-                 events, len(commit.rejects), commit.skipped, now],
+                [
+                    key,
+                    str(log.path),
+                    log.identity.head_len,
+                    log.format.value,
+                    log.log_type,
+                    commit.position.offset,
+                    commit.position.line,
+                    commit.position.state,
+                    events,
+                    len(commit.rejects),
+                    commit.skipped,
+                    now,
+                ],
             )
 
     def mark_complete(
@@ -197,8 +234,14 @@ class Store:
         self._exec(
             """INSERT INTO furui_files VALUES (?, ?, ?, ?, ?, 0, 1, '', 0, 0, 0, NULL, NULL,
                    false, NULL, ?) ON CONFLICT (file_key) DO NOTHING""",
-            [key, str(log.path), log.identity.head_len, log.format.value, log.log_type,
-             datetime.now(UTC)],
+            [
+                key,
+                str(log.path),
+                log.identity.head_len,
+                log.format.value,
+                log.log_type,
+                datetime.now(UTC),
+            ],
         )
 
     # -- runs and quarantine ----------------------------------------------------------
@@ -220,8 +263,9 @@ class Store:
     def quarantined(self, run_id: str) -> pa.Table:
         """Records quarantined during one run, in file and line order."""
         return self._db.sql(
-            f"""SELECT path, line, "offset", reason, text, quarantined_at AS at FROM furui_quarantine
-                WHERE run_id = '{_quote(run_id)}' ORDER BY path, line"""
+            """SELECT path, line, "offset", reason, text, quarantined_at AS at
+               FROM furui_quarantine WHERE run_id = ? ORDER BY path, line""",
+            params=[run_id],
         ).to_arrow_table()
 
     # -- findings and incidents -------------------------------------------------------
@@ -373,8 +417,11 @@ class Store:
             if changed:
                 known = self._describe(table)
             self._columns[table] = known
-            to_text = [n for n, k in incoming.items()
-                       if known[n] == "VARCHAR" and k not in ("VARCHAR", _NULL_TYPE)]
+            to_text = [
+                n
+                for n, k in incoming.items()
+                if known[n] == "VARCHAR" and k not in ("VARCHAR", _NULL_TYPE)
+            ]
             if to_text:
                 self._db.unregister("batch")
                 for name in to_text:
@@ -405,16 +452,20 @@ class Store:
     def _insert_rejects(
         self, rejects: list[Reject], *, key: str, run_id: str, at: datetime
     ) -> None:
-        rows = pa.table({
-            "run_id": pa.repeat(pa.scalar(run_id), len(rejects)),
-            "file_key": pa.repeat(pa.scalar(key), len(rejects)),
-            "path": pa.array([r.location.path for r in rejects], pa.string()),
-            "line": pa.array([r.location.line for r in rejects], pa.int64()),
-            "offset": pa.array([r.offset for r in rejects], pa.int64()),
-            "reason": pa.array([r.reason for r in rejects], pa.string()),
-            "text": pa.array([r.text for r in rejects], pa.binary()),
-            "quarantined_at": pa.repeat(pa.scalar(at, pa.timestamp("us", tz="UTC")), len(rejects)),
-        })
+        rows = pa.table(
+            {
+                "run_id": pa.repeat(pa.scalar(run_id), len(rejects)),
+                "file_key": pa.repeat(pa.scalar(key), len(rejects)),
+                "path": pa.array([r.location.path for r in rejects], pa.string()),
+                "line": pa.array([r.location.line for r in rejects], pa.int64()),
+                "offset": pa.array([r.offset for r in rejects], pa.int64()),
+                "reason": pa.array([r.reason for r in rejects], pa.string()),
+                "text": pa.array([r.text for r in rejects], pa.binary()),
+                "quarantined_at": pa.repeat(
+                    pa.scalar(at, pa.timestamp("us", tz="UTC")), len(rejects)
+                ),
+            }
+        )
         self._db.register("rj", rows)
         try:
             self._exec("INSERT INTO furui_quarantine BY NAME SELECT * FROM rj")

@@ -35,9 +35,7 @@ def _incidents_of(run: Runner, *paths: Path) -> list[dict[str, Any]]:
 
 
 def _evidence(incident: dict[str, Any], sid: int) -> dict[str, Any] | None:
-    return next(
-        (e for e in incident["furui"]["evidence"] if e["rule"]["id"] == str(sid)), None
-    )
+    return next((e for e in incident["furui"]["evidence"] if e["rule"]["id"] == str(sid)), None)
 
 
 @pytest.mark.parametrize(
@@ -99,8 +97,11 @@ def test_attack_from_internet_weighs_less_than_the_same_alert_from_inside(
     victim = alert["dest_ip"]
 
     def risk(incidents: list[dict[str, Any]], window: str) -> float:
-        return max(i["event"]["risk_score"] for i in incidents if i["host"]["ip"] == victim
-                   and i["furui"]["window"]["start"] == window)
+        return max(
+            i["event"]["risk_score"]
+            for i in incidents
+            if i["host"]["ip"] == victim and i["furui"]["window"]["start"] == window
+        )
 
     window = external[0]["furui"]["window"]["start"]
     assert risk(internal, window) > risk(external, window) > 0
@@ -129,8 +130,9 @@ def test_incident_fields_and_bands(run: Runner) -> None:
 
 def test_zeek_notices_become_incidents(run: Runner) -> None:
     # Stratosphere 007: a Raspberry Pi honeypot brute-forced over SSH, then logged into
-    incidents = _incidents_of(run, shared("stratosphere-ctu-zeek", "007-zeek-scenario-ssh-infected",
-                                          "notice.log"))
+    incidents = _incidents_of(
+        run, shared("stratosphere-ctu-zeek", "007-zeek-scenario-ssh-infected", "notice.log")
+    )
     names = {e["rule"]["name"] for i in incidents for e in i["furui"]["evidence"]}
     assert "SSH::Interesting_Hostname_Login" in names
     for incident in incidents:
@@ -141,6 +143,7 @@ def test_zeek_notices_become_incidents(run: Runner) -> None:
 
 def test_ignored_notices_make_no_incident(run: Runner) -> None:
     # CTU-SME-11 logs only CaptureLoss::Too_Little_Traffic, a sensor health notice (score 0)
-    incidents = _incidents_of(run, shared("stratosphere-ctu-sme-11-labelled", "zeek-labeled",
-                                          "notice.log.labeled"))
+    incidents = _incidents_of(
+        run, shared("stratosphere-ctu-sme-11-labelled", "zeek-labeled", "notice.log.labeled")
+    )
     assert incidents == []

@@ -14,18 +14,48 @@ from tests.conftest import shared
 
 ORIGIN = ["event.id", "log.file.path", "log.offset", "furui.line"]
 LOGS = [
-    "analyzer", "capture_loss", "dce_rpc", "dns", "dpd", "ftp", "kerberos", "known_certs",
-    "known_hosts", "known_services", "ldap_search", "modbus", "notice", "ntlm", "ntp", "ocsp",
-    "packet_filter", "pe", "rdp", "rfb", "smb_files", "smb_mapping", "smtp", "snmp",
-    "software", "ssh", "ssl", "stats", "syslog", "weird", "x509",
+    "analyzer",
+    "capture_loss",
+    "dce_rpc",
+    "dns",
+    "dpd",
+    "ftp",
+    "kerberos",
+    "known_certs",
+    "known_hosts",
+    "known_services",
+    "ldap_search",
+    "modbus",
+    "notice",
+    "ntlm",
+    "ntp",
+    "ocsp",
+    "packet_filter",
+    "pe",
+    "rdp",
+    "rfb",
+    "smb_files",
+    "smb_mapping",
+    "smtp",
+    "snmp",
+    "software",
+    "ssh",
+    "ssl",
+    "stats",
+    "syslog",
+    "weird",
+    "x509",
 ]
 
 
 def _canonical(table: pa.Table) -> pa.Table:
     table = table.drop_columns(ORIGIN)
     table = table.select(sorted(table.column_names))
-    order = [(name, "ascending") for name in ("@timestamp", "zeek.session_id")
-             if name in table.column_names]
+    order = [
+        (name, "ascending")
+        for name in ("@timestamp", "zeek.session_id")
+        if name in table.column_names
+    ]
     return table.sort_by(order) if order else table
 
 

@@ -25,14 +25,25 @@ EXAMPLES = REPO / "examples"
 def _state(db: Path) -> tuple[int, int, list[tuple[str, float]]]:
     with Store.open(db) as store:
         distinct = sum(
-            int(store.query(f'SELECT count(DISTINCT "event.id") AS n FROM {t}')
-                .column("n")[0].as_py())
+            int(
+                store.query(f'SELECT count(DISTINCT "event.id") AS n FROM {t}')
+                .column("n")[0]
+                .as_py()
+            )
             for t in store.event_tables()
         )
         incidents = store.incidents()
-        ranked = sorted(zip(incidents.column("event.id").to_pylist(),
-                            incidents.column("event.risk_score").to_pylist(), strict=True)
-                        ) if incidents.num_rows else []
+        ranked = (
+            sorted(
+                zip(
+                    incidents.column("event.id").to_pylist(),
+                    incidents.column("event.risk_score").to_pylist(),
+                    strict=True,
+                )
+            )
+            if incidents.num_rows
+            else []
+        )
         return store.event_count(), distinct, ranked
 
 
@@ -48,8 +59,9 @@ def test_analysing_twice_adds_nothing(run: Runner, settings: Settings) -> None:
     assert before[0] == before[1] == first.events
 
 
-def test_small_blocks_store_the_same_as_one_block(run: Runner, settings: Settings,
-                                                   tmp_path: Path) -> None:
+def test_small_blocks_store_the_same_as_one_block(
+    run: Runner, settings: Settings, tmp_path: Path
+) -> None:
     path = shared("zeek-wrccdc2018", "zeek-default", "notice.log.gz")
     run([path], block_bytes=4096)
     small = _state(settings.store.path)
@@ -59,7 +71,7 @@ def test_small_blocks_store_the_same_as_one_block(run: Runner, settings: Setting
     assert _state(other.path) == small
 
 
-class _Crash(RuntimeError):
+class _CrashError(RuntimeError):
     pass
 
 
@@ -73,7 +85,7 @@ class _CrashingAlerts:
     def observe(self, stream: str, events: pa.Table) -> pa.Table:
         self.calls += 1
         if self.calls == self.fail_at:
-            raise _Crash
+            raise _CrashError
         return self.inner.observe(stream, events)
 
 
@@ -82,17 +94,19 @@ def test_crash_mid_file_then_resume_gives_the_clean_result(
 ) -> None:
     eve = shared("suricata-eve-stratosphere-2021", "eve.json")
     small = settings.model_copy(
-        update={"ingest": settings.ingest.model_copy(update={"block_bytes": 65536})}
+        update={
+            "ingest": settings.ingest.model_copy(update={"block_bytes": 65536, "flush_rows": 1})
+        }
     )
-    clean = small.model_copy(update={"store": small.store.model_copy(
-        update={"path": tmp_path / "clean.duckdb"})})
+    clean = small.model_copy(
+        update={"store": small.store.model_copy(update={"path": tmp_path / "clean.duckdb"})}
+    )
     with Store.open(clean.store.path) as store:
         analyze([eve], clean, store)
     detectors = build_detectors(small)
     alerts = next(d for d in detectors if isinstance(d, SuricataAlerts))
-    crashing = [_CrashingAlerts(alerts, fail_at=10),
-                *(d for d in detectors if d is not alerts)]
-    with Store.open(small.store.path) as store, pytest.raises(_Crash):
+    crashing = [_CrashingAlerts(alerts, fail_at=10), *(d for d in detectors if d is not alerts)]
+    with Store.open(small.store.path) as store, pytest.raises(_CrashError):
         analyze([eve], small, store, detectors=crashing)
     partial = _state(small.store.path)
     assert 0 < partial[0] < _state(clean.store.path)[0]
@@ -107,13 +121,26 @@ def test_killed_process_resumes_without_loss_or_duplicates(tmp_path: Path) -> No
     logs.mkdir()
     for name in ("dns.log.gz", "ssl.log.gz"):
         shutil.copy(shared("zeek-wrccdc2018", "zeek-default", name), logs / name)
-    env = {**os.environ, "FURUI_INGEST__BLOCK_BYTES": "262144"}
-    command = [sys.executable, "-m", "correlator", "analyze", str(logs), "--no-progress",
-               "--output", str(tmp_path / "out.ndjson")]
+    env = {**os.environ, "FURUI_INGEST__BLOCK_BYTES": "262144", "FURUI_INGEST__FLUSH_ROWS": "5000"}
+    command = [
+        sys.executable,
+        "-m",
+        "correlator",
+        "analyze",
+        str(logs),
+        "--no-progress",
+        "--output",
+        str(tmp_path / "out.ndjson"),
+    ]
     clean_db, crash_db = tmp_path / "clean.duckdb", tmp_path / "crash.duckdb"
     subprocess.run([*command, "--db", str(clean_db)], env=env, check=True, capture_output=True)
-    victim = subprocess.Popen([*command, "--db", str(crash_db), "-vv"], env=env,
-                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    victim = subprocess.Popen(
+        [*command, "--db", str(crash_db), "-vv"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     assert victim.stderr is not None
     committed = 0
     for line in victim.stderr:
@@ -129,8 +156,9 @@ def test_killed_process_resumes_without_loss_or_duplicates(tmp_path: Path) -> No
     assert _state(crash_db) == _state(clean_db)
 
 
-def test_a_growing_file_is_read_from_where_it_stopped(run: Runner, settings: Settings,
-                                                       tmp_path: Path) -> None:
+def test_a_growing_file_is_read_from_where_it_stopped(
+    run: Runner, settings: Settings, tmp_path: Path
+) -> None:
     source = shared("zeek-wrccdc2018", "zeek-default", "rdp.log.gz")
     with gzip.open(source, "rt") as handle:
         lines = handle.read().splitlines(keepends=True)
@@ -147,8 +175,9 @@ def test_a_growing_file_is_read_from_where_it_stopped(run: Runner, settings: Set
     assert count == distinct == data_lines
 
 
-def test_a_tiny_growing_file_keeps_its_identity(run: Runner, settings: Settings,
-                                                 tmp_path: Path) -> None:
+def test_a_tiny_growing_file_keeps_its_identity(
+    run: Runner, settings: Settings, tmp_path: Path
+) -> None:
     source = shared("zeek-wrccdc2018", "zeek-json", "notice.json.gz")
     with gzip.open(source, "rt") as handle:
         lines = handle.read().splitlines(keepends=True)

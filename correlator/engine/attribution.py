@@ -59,8 +59,8 @@ def attribute(
     victim_port = np.where(victim_is_source, sport, dport)
     # the victim is the client of a well-known service (it fetched the exploit itself):
     # evidence against a host that reached out counts in full, like its own behaviour
-    victim_initiated = (attacker_port >= 0) & (attacker_port < _EPHEMERAL) & (
-        victim_port >= _EPHEMERAL
+    victim_initiated = (
+        (attacker_port >= 0) & (attacker_port < _EPHEMERAL) & (victim_port >= _EPHEMERAL)
     )
     positive = scores > 0
     as_source = np.flatnonzero(positive & attacker_in)
@@ -70,10 +70,12 @@ def attribute(
     rows = np.concatenate([as_source, as_target]).astype(np.int64)
     host = pa.concat_arrays([attacker.take(pa.array(as_source)), victim.take(pa.array(as_target))])
     peer = pa.concat_arrays([victim.take(pa.array(as_source)), attacker.take(pa.array(as_target))])
-    role = pa.concat_arrays([
-        pa.repeat(pa.scalar(ROLE_SOURCE), len(as_source)),
-        pa.repeat(pa.scalar(ROLE_TARGET), len(as_target)),
-    ])
+    role = pa.concat_arrays(
+        [
+            pa.repeat(pa.scalar(ROLE_SOURCE), len(as_source)),
+            pa.repeat(pa.scalar(ROLE_TARGET), len(as_target)),
+        ]
+    )
     score = np.concatenate([scores[as_source], target_scores]).astype(np.float64)
     return Attributed(rows=rows, host=host, role=role, peer=peer, score=score)
 

@@ -93,13 +93,15 @@ def build_findings(
         "rule.id": rule_ids,
         "rule.name": pc.cast(rule_name.take(take), pa.string()),
         "rule.category": (
-            pc.cast(rule_category.take(take), pa.string()) if rule_category is not None
+            pc.cast(rule_category.take(take), pa.string())
+            if rule_category is not None
             else pa.nulls(n, pa.string())
         ),
         "rule.ruleset": pa.repeat(pa.scalar(ruleset), n),
         "event.risk_score": pa.array(attributed.score, pa.float64()),
         "threat.technique.id": (
-            techniques.take(take) if techniques is not None
+            techniques.take(take)
+            if techniques is not None
             else pa.nulls(n, FINDING_SCHEMA.field("threat.technique.id").type)
         ),
         "event.id": event_ids,

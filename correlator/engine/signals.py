@@ -68,7 +68,8 @@ def load_weights() -> SignalWeights:
     except (tomllib.TOMLDecodeError, ValidationError) as error:
         raise ConfigError(f"{_WHERE}: {error}") from error
     scores = [
-        *weights.suricata.severity.values(), *weights.suricata.category.values(),
+        *weights.suricata.severity.values(),
+        *weights.suricata.category.values(),
         *weights.zeek_notice.notes.values(),
     ]
     if any(not 0 <= s <= 100 for s in scores):  # noqa: PLR2004 - the score range
@@ -113,8 +114,11 @@ class SuricataAlerts:
             events, scores, reverse, internal=self.internal, inbound_factor=self.inbound_factor
         )
         return build_findings(
-            events, attributed,
-            rule_id=_strings(events, "rule.id"), rule_name=signature, rule_category=category,
+            events,
+            attributed,
+            rule_id=_strings(events, "rule.id"),
+            rule_name=signature,
+            rule_category=category,
             ruleset=self.ruleset,
         )
 
@@ -145,11 +149,18 @@ class ZeekNotices:
         note = events.column("rule.name").combine_chunks()
         scores = np.nan_to_num(_lookup(note, self.weights.notes), nan=self.weights.default)
         attributed = attribute(
-            events, scores, np.zeros(events.num_rows, dtype=bool),
-            internal=self.internal, inbound_factor=self.inbound_factor,
+            events,
+            scores,
+            np.zeros(events.num_rows, dtype=bool),
+            internal=self.internal,
+            inbound_factor=self.inbound_factor,
         )
         return build_findings(
-            events, attributed, rule_id=note, rule_name=note, rule_category=None,
+            events,
+            attributed,
+            rule_id=note,
+            rule_name=note,
+            rule_category=None,
             ruleset=self.ruleset,
         )
 

@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _IPV4: Final = r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$"
+_OCTET_MAX: Final = 255
+_IPV6_BYTES: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +61,7 @@ def parse(addrs: pa.Array | pa.ChunkedArray) -> Addresses:
     if len(rows4):
         octets = pc.split_pattern(text.take(pa.array(rows4)), ".").flatten()
         values = pc.cast(octets, pa.int32()).to_numpy().reshape(-1, 4)
-        valid = (values <= 255).all(axis=1)
+        valid = (values <= _OCTET_MAX).all(axis=1)
         packed[rows4, :4] = values.astype(np.uint8)
         ok[rows4] = valid
     other = ~is_v4 & pc.is_valid(text).to_numpy(zero_copy_only=False)
@@ -77,7 +79,7 @@ def parse(addrs: pa.Array | pa.ChunkedArray) -> Addresses:
                 continue
             table[i, : len(raw)] = np.frombuffer(raw, dtype=np.uint8)
             good[i] = True
-            family6[i] = len(raw) == 16
+            family6[i] = len(raw) == _IPV6_BYTES
         index = encoded.indices.to_numpy()
         packed[rows6] = table[index]
         ok[rows6] = good[index]

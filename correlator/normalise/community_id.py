@@ -23,22 +23,40 @@ PROTO_TCP: Final = 6
 PROTO_UDP: Final = 17
 PROTO_ICMP6: Final = 58
 PROTO_SCTP: Final = 132
+_PROTOCOLS: Final = 256
+_PORT_MAX: Final = 0xFFFF
 _PORT_PROTOS: Final = (PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMP6, PROTO_SCTP)
 
 #: Transport names as Zeek and Suricata write them, lower-cased, to IP protocol numbers.
 TRANSPORTS: Final[dict[str, int]] = {
-    "tcp": PROTO_TCP, "udp": PROTO_UDP, "icmp": PROTO_ICMP, "ipv6-icmp": PROTO_ICMP6,
-    "icmp6": PROTO_ICMP6, "icmpv6": PROTO_ICMP6, "sctp": PROTO_SCTP,
+    "tcp": PROTO_TCP,
+    "udp": PROTO_UDP,
+    "icmp": PROTO_ICMP,
+    "ipv6-icmp": PROTO_ICMP6,
+    "icmp6": PROTO_ICMP6,
+    "icmpv6": PROTO_ICMP6,
+    "sctp": PROTO_SCTP,
 }
 
 # ICMP request/reply type pairs (Zeek's and the spec's), so both directions share one id.
 _ICMP_PAIRS: Final = {8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 10: 9, 9: 10, 17: 18, 18: 17}
-_ICMP6_PAIRS: Final = {128: 129, 129: 128, 130: 131, 131: 130, 133: 134, 134: 133, 135: 136,
-                       136: 135, 139: 140, 140: 139, 144: 145, 145: 144}
+_ICMP6_PAIRS: Final = {
+    128: 129,
+    129: 128,
+    130: 131,
+    131: 130,
+    133: 134,
+    134: 133,
+    135: 136,
+    136: 135,
+    139: 140,
+    140: 139,
+    144: 145,
+    145: 144,
+}
 
 _K: Final = np.array([0x5A827999, 0x6ED9EBA1, 0x8F1BBCDC, 0xCA62C1D6], dtype=np.uint32)
-_H0: Final = np.array([0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0],
-                      dtype=np.uint32)
+_H0: Final = np.array([0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0], dtype=np.uint32)
 
 
 def community_id(
@@ -86,8 +104,15 @@ def community_id(
             if not len(rows):
                 continue
             addr_len = 16 if v6 else 4
-            message = _message(seed, first[rows, :addr_len], second[rows, :addr_len],
-                               proto[rows], p1[rows], p2[rows], ported)
+            message = _message(
+                seed,
+                first=first[rows, :addr_len],
+                second=second[rows, :addr_len],
+                proto=proto[rows],
+                p1=p1[rows],
+                p2=p2[rows],
+                ported=ported,
+            )
             ids = _render(_sha1_one_block(message))
             mask = np.zeros(n, dtype=bool)
             mask[rows] = True
@@ -99,6 +124,7 @@ def community_id(
 
 def _message(
     seed: int,
+    *,
     first: npt.NDArray[np.uint8],
     second: npt.NDArray[np.uint8],
     proto: npt.NDArray[np.int64],
@@ -137,12 +163,13 @@ def _sha1_one_block(message: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     a, b, c, d, e = (np.full(n, h, dtype=np.uint32) for h in _H0)
     with np.errstate(over="ignore"):
         for t in range(80):
-            if t < 20:
+            stage = t // 20  # SHA-1's four round functions, 20 rounds each
+            if stage == 0:
                 f = (b & c) | (~b & d)
-            elif t < 40 or t >= 60:
-                f = b ^ c ^ d
-            else:
+            elif stage == 2:  # noqa: PLR2004 - the third stage
                 f = (b & c) | (b & d) | (c & d)
+            else:
+                f = b ^ c ^ d
             temp = _rotl(a, 5) + f + e + _K[t // 20] + w[t]
             a, b, c, d, e = temp, a, _rotl(b, 30), c, d
         digest = np.stack([a + _H0[0], b + _H0[1], c + _H0[2], d + _H0[3], e + _H0[4]], axis=1)
@@ -178,8 +205,9 @@ def _protocols(transport: pa.Array, v6: npt.NDArray[np.bool_]) -> npt.NDArray[np
     encoded = pc.dictionary_encode(pc.utf8_lower(pc.cast(transport, pa.string())))
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
-    numbers = np.array([_protocol(name) for name in encoded.dictionary.to_pylist()] + [-1],
-                       dtype=np.int64)
+    numbers = np.array(
+        [_protocol(name) for name in encoded.dictionary.to_pylist()] + [-1], dtype=np.int64
+    )
     index = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
     out = numbers[index]
     # Zeek logs ICMPv6 flows as "icmp": the address family tells them apart
@@ -190,13 +218,13 @@ def _protocol(name: str | None) -> int:
     if name is None:
         return -1
     if name.isdigit():
-        return int(name) if int(name) < 256 else -1
+        return int(name) if int(name) < _PROTOCOLS else -1
     return TRANSPORTS.get(name, -1)
 
 
 def _ports(ports: pa.Array) -> npt.NDArray[np.int64]:
     values = pc.cast(ports, pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
-    return np.where((values >= 0) & (values <= 0xFFFF), values, -1).astype(np.int64)
+    return np.where((values >= 0) & (values <= _PORT_MAX), values, -1).astype(np.int64)
 
 
 def _icmp_equivalents(

@@ -161,9 +161,10 @@ def finish(
         local_resp = local_resp.filter(keep) if local_resp is not None else None
     n = cols.length
     lines = batch.lines
-    cols.put("event.id", pc.binary_join_element_wise(
-        pa.scalar(batch.file_key), pc.cast(lines, pa.string()), ":"
-    ))
+    cols.put(
+        "event.id",
+        pc.binary_join_element_wise(pa.scalar(batch.file_key), pc.cast(lines, pa.string()), ":"),
+    )
     cols.put("event.module", _constant(module, n))
     cols.put("event.dataset", _constant(mapping.dataset, n))
     cols.put("event.kind", _constant(mapping.kind, n))
@@ -237,14 +238,18 @@ def _network(
     cols.put("network.direction", pa.array(direction, pa.string(), mask=~known))
     cols.put("related.ip", _related(source, destination))
     transport, sport, dport = (
-        cols.get("network.transport"), cols.get("source.port"), cols.get("destination.port")
+        cols.get("network.transport"),
+        cols.get("source.port"),
+        cols.get("destination.port"),
     )
     if transport is not None:
         computed = community_id(
-            source, destination,
+            source,
+            destination,
             sport if sport is not None else pa.nulls(n, pa.int64()),
             dport if dport is not None else pa.nulls(n, pa.int64()),
-            transport, seed=context.community_id_seed,
+            transport,
+            seed=context.community_id_seed,
         )
         cols.put("network.community_id", computed)
 
@@ -270,10 +275,9 @@ def _constant(value: str, n: int) -> pa.Array:
 
 
 def _constant_list(values: tuple[str, ...], n: int) -> pa.Array:
-    if not values:
-        offsets = pa.array(np.zeros(n + 1, dtype=np.int32))
-        return pa.ListArray.from_arrays(offsets, pa.array([], pa.string()))
-    return pa.repeat(pa.scalar(list(values), STRINGS), n)
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * len(values))
+    items = pa.array(list(values), pa.string()).take(pa.array(np.tile(np.arange(len(values)), n)))
+    return pa.ListArray.from_arrays(offsets, items, type=STRINGS)
 
 
 def _cast(values: pa.Array, target: pa.DataType) -> pa.Array:

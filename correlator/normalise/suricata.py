@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from correlator.normalise.core import (
-    Normalised,
     NormaliseContext,
+    Normalised,
     apply_mapping,
     finish,
     reject_rows,
@@ -42,17 +42,23 @@ def normalise_eve(batch: RawBatch, context: NormaliseContext) -> Iterator[Normal
     table = _flatten(batch.table)
     if "event_type" not in table.column_names:
         rows = np.arange(table.num_rows)
-        yield Normalised(NAMESPACE, NAMESPACE, _empty(), reject_rows(
-            batch, rows, ["no event_type"] * len(rows), [b""] * len(rows)
-        ))
+        yield Normalised(
+            NAMESPACE,
+            NAMESPACE,
+            _empty(),
+            reject_rows(batch, rows, ["no event_type"] * len(rows), [b""] * len(rows)),
+        )
         return
     kinds = table.column("event_type").combine_chunks()
     missing = pc.is_null(kinds).to_numpy(zero_copy_only=False)
     if missing.any():
         rows = np.flatnonzero(missing)
-        yield Normalised(NAMESPACE, NAMESPACE, _empty(), reject_rows(
-            batch, rows, ["no event_type"] * len(rows), [b""] * len(rows)
-        ))
+        yield Normalised(
+            NAMESPACE,
+            NAMESPACE,
+            _empty(),
+            reject_rows(batch, rows, ["no event_type"] * len(rows), [b""] * len(rows)),
+        )
     mappings = load_mapping("suricata")
     for kind in pc.unique(kinds).drop_null().to_pylist():
         keep = pc.equal(kinds, kind).fill_null(False)
@@ -61,12 +67,15 @@ def normalise_eve(batch: RawBatch, context: NormaliseContext) -> Iterator[Normal
         mapping = mappings.for_log(kind) or mappings.generic(kind, "suricata").model_copy(
             update={"dataset": NAMESPACE, "namespace": NAMESPACE}
         )
-        yield _normalise_type(subset, sub_batch, mapping, mappings.tables, context, kind)
+        yield _normalise_type(
+            subset, sub_batch, mapping=mapping, tables=mappings.tables, context=context, kind=kind
+        )
 
 
 def _normalise_type(
     table: pa.Table,
     batch: RawBatch,
+    *,
     mapping: LogMapping,
     tables: dict[str, dict[str, str]],
     context: NormaliseContext,
@@ -80,14 +89,19 @@ def _normalise_type(
     else:
         result = safe_cast(_zoned(stamps), TIMESTAMP)
         converted = result.values
-        invalid = result.invalid.to_numpy(zero_copy_only=False) | pc.is_null(
-            converted
-        ).to_numpy(zero_copy_only=False)
+        invalid = result.invalid.to_numpy(zero_copy_only=False) | pc.is_null(converted).to_numpy(
+            zero_copy_only=False
+        )
     rows = np.flatnonzero(invalid)
     rejects = reject_rows(
-        batch, rows,
-        [f"bad or missing timestamp: {stamps[r].as_py()!r}" if stamps is not None
-         else "no timestamp" for r in rows],
+        batch,
+        rows,
+        [
+            f"bad or missing timestamp: {stamps[r].as_py()!r}"
+            if stamps is not None
+            else "no timestamp"
+            for r in rows
+        ],
         [b""] * len(rows),
     )
     columns["timestamp"] = converted

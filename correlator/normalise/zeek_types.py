@@ -1,7 +1,7 @@
-"""Zeek's log value types and their vectorised conversion to Arrow.
+r"""Zeek's log value types and their vectorised conversion to Arrow.
 
 Zeek TSV writes every value as text: ``-`` for unset, ``(empty)`` for an empty string or
-container, ``,`` between container elements and ``\\xNN`` escapes for bytes that would be
+container, ``,`` between container elements and ``\xNN`` escapes for bytes that would be
 ambiguous (a literal ``-``, a ``,`` inside an element, non-printable bytes). Zeek JSON writes
 typed values, with times either as epoch seconds or ISO 8601 strings
 (``JSON::TS_ISO8601``). Both paths end in the same Arrow types, rounded to the microsecond
@@ -126,8 +126,9 @@ def convert_json(raw: pa.Array, zeek_type: str) -> Converted:
             values = pc.round(pc.cast(values, pa.float64()), _DECIMALS)
         elif inner == "time":
             values = _time_from_json(values).values
-        rebuilt = pa.ListArray.from_arrays(raw.offsets, pc.cast(values, target.value_type),
-                                           mask=raw.is_null())
+        rebuilt = pa.ListArray.from_arrays(
+            raw.offsets, pc.cast(values, target.value_type), mask=raw.is_null()
+        )
         return Converted(_without_lone_empty(rebuilt), _no_invalid(len(raw)))
     if zeek_type in ("interval", "double") and _is_numeric(raw.type):
         return Converted(pc.round(pc.cast(raw, pa.float64()), _DECIMALS), _no_invalid(len(raw)))
@@ -144,16 +145,16 @@ def _without_lone_empty(lists: pa.Array) -> pa.Array:
     """``[""]`` as ``[]``: Zeek TSV writes both as ``(empty)``, so they cannot differ."""
     if not pa.types.is_string(lists.type.value_type):
         return lists
-    single = pc.equal(pc.list_value_length(lists), 1).fill_null(False).to_numpy(
-        zero_copy_only=False
+    single = (
+        pc.equal(pc.list_value_length(lists), 1).fill_null(False).to_numpy(zero_copy_only=False)
     )
     if not single.any():
         return lists
     starts = lists.offsets.to_numpy()[:-1][single]
     firsts = lists.values.take(pa.array(starts))
     lone = np.zeros(len(lists), dtype=bool)
-    lone[np.flatnonzero(single)] = pc.equal(firsts, "").fill_null(False).to_numpy(
-        zero_copy_only=False
+    lone[np.flatnonzero(single)] = (
+        pc.equal(firsts, "").fill_null(False).to_numpy(zero_copy_only=False)
     )
     if not lone.any():
         return lists
@@ -198,7 +199,8 @@ def _convert_tsv_container(raw: pa.Array, inner: str, markers: TsvMarkers) -> Co
         parts = parts.combine_chunks()
     flat = parts.values
     converted = (
-        _convert_scalar_text(flat, inner) if inner in _SCALARS
+        _convert_scalar_text(flat, inner)
+        if inner in _SCALARS
         else Converted(unescape(flat), _no_invalid(len(flat)))
     )
     rebuilt = pa.ListArray.from_arrays(parts.offsets, converted.values, mask=parts.is_null())

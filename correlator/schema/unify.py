@@ -35,8 +35,9 @@ def to_type(values: pa.Array | pa.ChunkedArray, target: pa.DataType) -> pa.Array
     if pa.types.is_null(values.type):
         return pa.nulls(len(values), target)
     if pa.types.is_string(target) and pa.types.is_nested(values.type):
-        texts = [None if v is None else orjson.dumps(v, default=str).decode()
-                 for v in values.to_pylist()]  # rare: a field nested in one file, flat in another
+        texts = [
+            None if v is None else orjson.dumps(v, default=str).decode() for v in values.to_pylist()
+        ]  # rare: a field nested in one file, flat in another
         return pa.array(texts, pa.string())
     return pc.cast(values, target)
 
@@ -53,7 +54,8 @@ def unify(tables: list[pa.Table]) -> pa.Table:
     aligned = []
     for table in tables:
         arrays = [
-            to_type(table.column(name), target) if name in table.column_names
+            to_type(table.column(name), target)
+            if name in table.column_names
             else pa.nulls(table.num_rows, target)
             for name, target in targets.items()
         ]

@@ -62,8 +62,11 @@ def append_quarantine(records: Iterable[Mapping[str, Any]], path: Path) -> int:
         for record in records:
             raw = record.get("text") or b""
             doc: dict[str, Any] = {
-                "file": record["path"], "line": record["line"], "offset": record["offset"],
-                "reason": record["reason"], "at": record["at"],
+                "file": record["path"],
+                "line": record["line"],
+                "offset": record["offset"],
+                "reason": record["reason"],
+                "at": record["at"],
             }
             try:
                 doc["text"] = bytes(raw).decode("utf-8")

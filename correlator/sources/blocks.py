@@ -104,13 +104,13 @@ class Block:
 
 
 def index_lines(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Find the start and content end of every line in ``data``, vectorised.
+    r"""Find the start and content end of every line in ``data``, vectorised.
 
     Args:
         data: whole lines; the final line may lack its newline.
 
     Returns:
-        The start offsets and the content end offsets (before ``\\r\\n`` or ``\\n``).
+        The start offsets and the content end offsets (before ``\r\n`` or ``\n``).
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(buf == _NEWLINE).astype(np.int64)

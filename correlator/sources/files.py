@@ -131,7 +131,9 @@ def recognise(path: Path) -> LogFile | Skipped:
     if body.startswith(b"{"):
         return _recognise_json(path, body, identity)
     if body.startswith(b"["):
-        return Skipped(path, "a JSON array, not one JSON object per line (convert with jq -c '.[]')")
+        return Skipped(
+            path, "a JSON array, not one JSON object per line (convert with jq -c '.[]')"
+        )
     return Skipped(path, "not a Zeek TSV/JSON log or a Suricata eve.json")
 
 

@@ -61,8 +61,8 @@ def invalid_utf8(block: Block) -> npt.NDArray[np.bool_]:
             at = position + error.start
             line = int(np.searchsorted(block.starts, at, side="right")) - 1
             bad[line] = True
-            position = int(block.starts[line + 1]) if line + 1 < len(block.starts) else len(
-                block.data
+            position = (
+                int(block.starts[line + 1]) if line + 1 < len(block.starts) else len(block.data)
             )
             continue
         break
@@ -112,7 +112,9 @@ def reject_at(selection: Selection, row: int, path: str, reason: str, text: byte
     )
 
 
-def screen(block: Block, path: str, max_line_bytes: int) -> tuple[npt.NDArray[np.bool_], list[Reject]]:
+def screen(
+    block: Block, path: str, max_line_bytes: int
+) -> tuple[npt.NDArray[np.bool_], list[Reject]]:
     """Mark the lines a parser may see, and reject binary and over-long lines.
 
     Returns:
@@ -125,6 +127,8 @@ def screen(block: Block, path: str, max_line_bytes: int) -> tuple[npt.NDArray[np
         return np.zeros(1, dtype=bool), [reject(block, 0, path, reason)]
     usable = block.ends > block.starts
     binary = invalid_utf8(block)
-    for index in np.flatnonzero(binary):
-        rejects.append(reject(block, int(index), path, "not UTF-8 text (binary data)"))
+    rejects.extend(
+        reject(block, int(index), path, "not UTF-8 text (binary data)")
+        for index in np.flatnonzero(binary)
+    )
     return usable & ~binary, rejects

@@ -88,15 +88,25 @@ def read_log(log: LogFile, start: Position, limits: ReadLimits) -> Iterator[Bloc
             for block in blocks:
                 if log.format is LogFormat.ZEEK_TSV:
                     tsv = read_tsv_block(
-                        block, header, builder, path=path, file_key=log.identity.key,
-                        fallback_log_type=log.log_type, max_line_bytes=limits.max_line_bytes,
+                        block,
+                        header,
+                        builder,
+                        path=path,
+                        file_key=log.identity.key,
+                        fallback_log_type=log.log_type,
+                        max_line_bytes=limits.max_line_bytes,
                     )
                     header = tsv.header
                     batches, rejects, skipped = tsv.batches, tsv.rejects, 0
                 else:
                     result = read_json_block(
-                        block, fmt=log.format, log_type=log.log_type, path=path,
-                        file_key=log.identity.key, explicit_schema=schema, zeek_types=types,
+                        block,
+                        fmt=log.format,
+                        log_type=log.log_type,
+                        path=path,
+                        file_key=log.identity.key,
+                        explicit_schema=schema,
+                        zeek_types=types,
                         max_line_bytes=limits.max_line_bytes,
                     )
                     batches, rejects, skipped = result.batches, result.rejects, result.skipped

@@ -23,8 +23,17 @@ from correlator.sources.lines import Selection, first_bytes, reject, reject_at, 
 
 _HASH: Final = ord("#")
 _HEADER_KEYS: Final = frozenset(
-    {"separator", "set_separator", "empty_field", "unset_field", "path", "open", "close",
-     "fields", "types"}
+    {
+        "separator",
+        "set_separator",
+        "empty_field",
+        "unset_field",
+        "path",
+        "open",
+        "close",
+        "fields",
+        "types",
+    }
 )
 
 
@@ -43,9 +52,15 @@ class TsvHeader:
     def to_state(self) -> str:
         """Serialise for a checkpoint, so a resumed read knows the columns."""
         return orjson.dumps(
-            {"fields": self.fields, "types": self.types, "path": self.path,
-             "separator": self.separator, "set_separator": self.set_separator,
-             "empty_field": self.empty_field, "unset_field": self.unset_field}
+            {
+                "fields": self.fields,
+                "types": self.types,
+                "path": self.path,
+                "separator": self.separator,
+                "set_separator": self.set_separator,
+                "empty_field": self.empty_field,
+                "unset_field": self.unset_field,
+            }
         ).decode()
 
     @classmethod
@@ -53,9 +68,13 @@ class TsvHeader:
         """Rebuild a header saved by ``to_state``."""
         raw = orjson.loads(state)
         return cls(
-            fields=tuple(raw["fields"]), types=tuple(raw["types"]), path=raw["path"],
-            separator=raw["separator"], set_separator=raw["set_separator"],
-            empty_field=raw["empty_field"], unset_field=raw["unset_field"],
+            fields=tuple(raw["fields"]),
+            types=tuple(raw["types"]),
+            path=raw["path"],
+            separator=raw["separator"],
+            set_separator=raw["set_separator"],
+            empty_field=raw["empty_field"],
+            unset_field=raw["unset_field"],
         )
 
 

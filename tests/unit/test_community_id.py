@@ -14,8 +14,9 @@ from tests.conftest import shared
 _PROTOS = {"tcp": 6, "udp": 17, "icmp": 1, "sctp": 132}
 
 
-def _reference(saddr: str, daddr: str, sport: int | None, dport: int | None,
-               proto: str) -> str | None:
+def _reference(
+    saddr: str, daddr: str, sport: int | None, dport: int | None, proto: str
+) -> str | None:
     number = _PROTOS.get(proto) if not proto.isdigit() else int(proto)
     if number == 1 and ":" in saddr:
         number = 58
@@ -30,8 +31,13 @@ def _reference(saddr: str, daddr: str, sport: int | None, dport: int | None,
 
 def _compare(rows: list[tuple[str, str, int | None, int | None, str]]) -> None:
     saddr, daddr, sport, dport, proto = (list(c) for c in zip(*rows, strict=True))
-    got = community_id(pa.array(saddr), pa.array(daddr), pa.array(sport, pa.int64()),
-                       pa.array(dport, pa.int64()), pa.array(proto)).to_pylist()
+    got = community_id(
+        pa.array(saddr),
+        pa.array(daddr),
+        pa.array(sport, pa.int64()),
+        pa.array(dport, pa.int64()),
+        pa.array(proto),
+    ).to_pylist()
     expected = [_reference(*row) for row in rows]
     assert got == expected
 
@@ -56,18 +62,35 @@ def test_matches_reference_on_spec_cases(row: tuple[str, str, int | None, int | 
 
 
 def test_invalid_tuples_give_null() -> None:
-    ids = community_id(pa.array(["not-an-ip", "10.0.0.1", "10.0.0.1"]),
-                       pa.array(["10.0.0.2", "2001:db8::1", None]),
-                       pa.array([1, 1, 1]), pa.array([2, 2, 2]), pa.array(["tcp"] * 3))
+    ids = community_id(
+        pa.array(["not-an-ip", "10.0.0.1", "10.0.0.1"]),
+        pa.array(["10.0.0.2", "2001:db8::1", None]),
+        pa.array([1, 1, 1]),
+        pa.array([2, 2, 2]),
+        pa.array(["tcp"] * 3),
+    )
     assert ids.to_pylist() == [None, None, None]
 
 
 def test_matches_reference_on_real_flows() -> None:
-    conn = load_events(shared("stratosphere-ctu-zeek", "011-zeek-mixed", "data",
-                              "conn.log.labeled")).stream("zeek.connection")
-    rows = list(zip(*(conn.column(c).to_pylist() for c in
-                      ("source.ip", "destination.ip", "source.port", "destination.port",
-                       "network.transport")), strict=True))
+    conn = load_events(
+        shared("stratosphere-ctu-zeek", "011-zeek-mixed", "data", "conn.log.labeled")
+    ).stream("zeek.connection")
+    rows = list(
+        zip(
+            *(
+                conn.column(c).to_pylist()
+                for c in (
+                    "source.ip",
+                    "destination.ip",
+                    "source.port",
+                    "destination.port",
+                    "network.transport",
+                )
+            ),
+            strict=True,
+        )
+    )
     assert len(rows) > 9000
     _compare(rows)
     # and normalisation filled the column with the same ids

@@ -48,4 +48,12 @@ def test_groups_match_single_computation() -> None:
 
 def test_severity_bands() -> None:
     assert [severity(s) for s in (0, 21.9, 22, 47.9, 48, 73.9, 74, 100)] == [
-        "low", "low", "medium", "medium", "high", "high", "critical", "critical"]
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+        "critical",
+        "critical",
+    ]
