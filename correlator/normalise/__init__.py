@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from correlator.normalise.core import Normalised, NormaliseContext
+from correlator.normalise.core import NormaliseContext, Normalised
 from correlator.normalise.suricata import normalise_eve
 from correlator.normalise.zeek import normalise_zeek
 from correlator.sources.base import LogFormat, RawBatch

@@ -65,8 +65,13 @@ def normalise_zeek(batch: RawBatch, context: NormaliseContext) -> Normalised:
         batch = _filter_batch(batch, keep)
     cols = apply_mapping(typed, mapping, mappings.tables, batch.table.num_rows)
     done = finish(
-        cols, batch=batch, module=MODULE, mapping=mapping, context=context,
-        local_orig=typed.get("local_orig"), local_resp=typed.get("local_resp"),
+        cols,
+        batch=batch,
+        module=MODULE,
+        mapping=mapping,
+        context=context,
+        local_orig=typed.get("local_orig"),
+        local_resp=typed.get("local_resp"),
     )
     return Normalised(mapping.dataset, mapping.dataset, done.events, rejects + done.rejects)
 
