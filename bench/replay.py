@@ -105,7 +105,7 @@ def write_copy(source: Source, copy: int, out: Path) -> int:
     body = "\n".join(lines.to_pylist())
     target = out / f"{Path(source.name).name.split('.')[0]}.{copy:04d}.log"
     target.write_text("\n".join(source.header) + "\n" + body + "\n")
-    return table.num_rows
+    return int(table.num_rows)
 
 
 def _write_eve(source: Source, copy: int, out: Path) -> int:

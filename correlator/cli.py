@@ -41,6 +41,8 @@ R = TypeVar("R")
 
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
 _STATUSES = ("open", "acknowledged", "closed")
+#: Width of tables written to a pipe or file, where no terminal says how wide to be.
+_PIPED_WIDTH = 160
 
 app = typer.Typer(
     name="furui",
@@ -94,7 +96,8 @@ def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except FuruiError as error:
-            Console(stderr=True).print(f"[bold red]furui: error:[/] {error}", highlight=False)
+            # plain text: one line, never wrapped, whatever the terminal width
+            typer.echo(f"furui: error: {error}", err=True)
             raise typer.Exit(int(error.exit_code)) from error
 
     return wrapper
@@ -209,7 +212,7 @@ def analyze_command(
         )
         sys.stdout.write("\n")
         return
-    console = Console()
+    console = _stdout()
     _print_incidents(console, report.incidents, top)
     _print_summary(console, report, written, output, quarantine_path)
 
@@ -234,7 +237,7 @@ def incidents_list(
         )
         sys.stdout.write("\n")
         return
-    _print_incidents(Console(), incidents, top)
+    _print_incidents(_stdout(), incidents, top)
 
 
 @incidents_app.command("status")
@@ -251,7 +254,7 @@ def incidents_status(
     settings = _settings(config, db)
     with Store.open(settings.store.path) as store:
         if not store.set_status(incident_id, status):
-            Console(stderr=True).print(f"furui: error: no incident {incident_id}")
+            typer.echo(f"furui: error: no incident {incident_id}", err=True)
             raise typer.Exit(int(ExitCode.INPUT))
     Console().print(f"{incident_id}: {status}")
 
@@ -276,6 +279,14 @@ def settings_show(config: ConfigOption = None, json_output: JsonOption = False) 
 def version() -> None:
     """Print Furui's version."""
     Console().print(__version__)
+
+
+def _stdout() -> Console:
+    """The console for tables: as wide as the terminal, or wide enough when piped."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=_PIPED_WIDTH)
+    return console
 
 
 def _summary(report: RunReport, output: Path, quarantine: Path) -> dict[str, Any]:
@@ -317,17 +328,18 @@ def _print_incidents(console: Console, incidents: pa.Table, top: int) -> None:
         console.print("No incidents.")
         return
     table = Table(title=f"Incidents ({incidents.num_rows}, riskiest first)", title_justify="left")
-    for name, style in (
-        ("Risk", "bold"),
-        ("Severity", ""),
-        ("Host", "cyan"),
-        ("First seen", ""),
-        ("Last seen", ""),
-        ("Signals", ""),
-        ("Top evidence", ""),
-        ("Status", "dim"),
+    # identifiers and times never wrap (they must stay greppable); the evidence text does
+    for name, style, wrap in (
+        ("Risk", "bold", False),
+        ("Severity", "", False),
+        ("Host", "cyan", False),
+        ("First seen", "", False),
+        ("Last seen", "", False),
+        ("Signals", "", False),
+        ("Top evidence", "", True),
+        ("Status", "dim", False),
     ):
-        table.add_column(name, style=style, overflow="fold")
+        table.add_column(name, style=style, no_wrap=not wrap, overflow="fold" if wrap else "crop")
     for row in incidents.slice(0, top).to_pylist():
         level = row["furui.severity"]
         table.add_row(
@@ -371,5 +383,5 @@ def _print_summary(
 
 
 def main() -> None:
-    """Entry point of the ``furui`` console script."""
-    app()
+    """Entry point of the ``furui`` console script (and ``python -m correlator``)."""
+    app(prog_name="furui")

@@ -6,11 +6,13 @@ Elasticsearch mode run the same steps with other sources and sinks.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -20,16 +22,26 @@ import pyarrow as pa
 from correlator.correlate import CorrelationParams, correlate
 from correlator.engine.base import Detector, empty_findings
 from correlator.engine.signals import SuricataAlerts, ZeekNotices, load_weights
+from correlator.errors import InputError
 from correlator.normalise import NormaliseContext, normalise
 from correlator.normalise.addresses import Networks
 from correlator.schema.unify import unify
 from correlator.settings import Settings
 from correlator.sources.base import Reject
 from correlator.sources.files import LogFile, Skipped, discover
-from correlator.sources.reader import BlockRead, Position, ReadLimits, read_log
-from correlator.state import BlockCommit, Store
+from correlator.sources.reader import (
+    BlockRead,
+    IdentityMismatchError,
+    Position,
+    ReadLimits,
+    read_log,
+)
+from correlator.state import BlockCommit, FileState, Store
 
 logger = logging.getLogger(__name__)
+
+#: Different files beginning with the same bytes that one store tells apart.
+_MAX_IDENTITY_ATTEMPTS = 8
 
 
 class Progress(Protocol):
@@ -184,25 +196,25 @@ def _read_file(log: LogFile, run: _Run) -> FileReport:
     size, mtime = _disk_size(log.path), _disk_mtime(log.path)
     state = run.store.file_state(log)
     file_report = FileReport(str(log.path), log.format.value, log.log_type, "read")
-    unchanged = (
+    if (
         state is not None
         and state.complete
         and (state.disk_size, state.disk_mtime) == (size, mtime)
-    )
-    if unchanged:
+    ):
         file_report.status = "unchanged"
         run.progress.advance(size)
         return file_report
-    key = state.key if state is not None else log.identity.key
-    start = state.position if state is not None else Position()
-    if state is not None:
-        file_report.status = "resumed"
-        logger.info("%s: resuming at line %d", log.path, start.line)
+    key, blocks = _open_at_checkpoint(log, run, state)
+    if key != log.identity.key or state is not None:
+        resumed = run.store.file_state(log, key=key)
+        if resumed is not None and resumed.position.offset:
+            file_report.status = "resumed"
+            logger.info("%s: resuming at line %d", log.path, resumed.position.line)
     run.store.ensure_file(log, key)
     error = None
     done = 0
     pending: list[BlockCommit] = []
-    for block in read_log(log, start, run.limits):
+    for block in blocks:
         if block.error is not None:
             error = block.error
             logger.warning("%s: %s", log.path, block.error)
@@ -220,6 +232,34 @@ def _read_file(log: LogFile, run: _Run) -> FileReport:
         file_report.status = "error"
     run.store.mark_complete(key, disk_size=size, disk_mtime=mtime, error=error)
     return file_report
+
+
+def _open_at_checkpoint(
+    log: LogFile, run: _Run, state: FileState | None
+) -> tuple[str, Iterator[BlockRead]]:
+    """Start reading ``log`` at its checkpoint, under the key its content proves.
+
+    A file that begins like another one read before (same first KiB) shares its content
+    key; the bytes before the checkpoint tell them apart, and the newcomer gets a key of its
+    own (derived from its path), so it is read from its start and never taken for the other.
+    """
+    key = state.key if state is not None else log.identity.key
+    for attempt in range(_MAX_IDENTITY_ATTEMPTS):
+        start = state.position if state is not None else Position()
+        blocks = read_log(log, start, run.limits, key=key)
+        try:
+            first = next(blocks, None)
+        except IdentityMismatchError:
+            key = _alternate_key(log, attempt + 1)
+            state = run.store.file_state(log, key=key)
+            continue
+        return key, itertools.chain([first] if first is not None else [], blocks)
+    raise InputError(f"{log.path}: too many different files begin like this one")
+
+
+def _alternate_key(log: LogFile, attempt: int) -> str:
+    path = hashlib.sha256(str(log.path).encode()).hexdigest()[:8]
+    return f"{log.identity.key}-{path}-{attempt}"
 
 
 def _flush(pending: list[BlockCommit], run: _Run, key: str, file_report: FileReport) -> None:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
@@ -36,6 +36,7 @@ _DDL: Final = (
         file_key VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, head_len INTEGER NOT NULL,
         format VARCHAR NOT NULL, log_type VARCHAR NOT NULL,
         "offset" BIGINT NOT NULL, line BIGINT NOT NULL, state VARCHAR NOT NULL,
+        "check" VARCHAR NOT NULL,
         events BIGINT NOT NULL, rejects BIGINT NOT NULL, skipped BIGINT NOT NULL,
         disk_size BIGINT, disk_mtime DOUBLE, complete BOOLEAN NOT NULL, error VARCHAR,
         updated_at TIMESTAMPTZ NOT NULL)""",
@@ -144,35 +145,33 @@ class Store:
 
     # -- checkpoints ------------------------------------------------------------------
 
-    def file_state(self, log: LogFile) -> FileState | None:
-        """The stored state of ``log``: by content key, or by path for a file that grew."""
-        rows = self._db.execute(
-            """SELECT file_key, "offset", line, state, events, rejects, skipped, disk_size,
-                      disk_mtime, complete, head_len
-               FROM furui_files WHERE file_key = ?""",
-            [log.identity.key],
-        ).fetchall()
-        row = rows[0] if rows else None
-        if row is None:
-            # a file first seen while shorter than the identity prefix keeps its first key
-            candidates = self._db.execute(
-                """SELECT file_key, "offset", line, state, events, rejects, skipped,
-                          disk_size, disk_mtime, complete, head_len
-                   FROM furui_files WHERE path = ? AND head_len < ?""",
-                [str(log.path), log.identity.head_len],
-            ).fetchall()
-            row = next((c for c in candidates if log.identity.prefix_key(int(c[10])) == c[0]), None)
+    def file_state(self, log: LogFile, key: str | None = None) -> FileState | None:
+        """The stored state of ``log``.
+
+        Found by ``key`` when given, else by content key, else (for a file that was shorter
+        than the identity prefix when first read) by path and the prefix it had then.
+        """
+        row = self._file_row("file_key = ?", [key or log.identity.key])
+        if row is None and key is None:
+            for candidate in self._file_rows(
+                "path = ? AND head_len < ?", [str(log.path), log.identity.head_len]
+            ):
+                if log.identity.prefix_key(int(candidate["head_len"])) == candidate["file_key"]:
+                    row = candidate
+                    break
         if row is None:
             return None
         return FileState(
-            key=str(row[0]),
-            position=Position(int(row[1]), int(row[2]), str(row[3])),
-            events=int(row[4]),
-            rejects=int(row[5]),
-            skipped=int(row[6]),
-            disk_size=row[7],
-            disk_mtime=row[8],
-            complete=bool(row[9]),
+            key=str(row["file_key"]),
+            position=Position(
+                int(row["offset"]), int(row["line"]), str(row["state"]), str(row["check"])
+            ),
+            events=int(row["events"]),
+            rejects=int(row["rejects"]),
+            skipped=int(row["skipped"]),
+            disk_size=row["disk_size"],
+            disk_mtime=row["disk_mtime"],
+            complete=bool(row["complete"]),
         )
 
     def commit_block(self, commit: BlockCommit, *, key: str, run_id: str) -> None:
@@ -192,30 +191,23 @@ class Store:
                 self._insert_findings(commit.findings)
             if commit.rejects:
                 self._insert_rejects(commit.rejects, key=key, run_id=run_id, at=now)
-            events = sum(t.num_rows for t in commit.events.values())
-            log = commit.log
+            position = commit.position
             self._exec(
-                """INSERT INTO furui_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL,
-                       false, NULL, ?)
-                   ON CONFLICT (file_key) DO UPDATE SET path = excluded.path,
-                       "offset" = excluded."offset", line = excluded.line,
-                       state = excluded.state, events = furui_files.events + excluded.events,
-                       rejects = furui_files.rejects + excluded.rejects,
-                       skipped = furui_files.skipped + excluded.skipped,
-                       complete = false, updated_at = excluded.updated_at""",
+                """UPDATE furui_files SET path = ?, "offset" = ?, line = ?, state = ?,
+                       "check" = ?, events = events + ?, rejects = rejects + ?,
+                       skipped = skipped + ?, complete = false, updated_at = ?
+                   WHERE file_key = ?""",
                 [
-                    key,
-                    str(log.path),
-                    log.identity.head_len,
-                    log.format.value,
-                    log.log_type,
-                    commit.position.offset,
-                    commit.position.line,
-                    commit.position.state,
-                    events,
+                    str(commit.log.path),
+                    position.offset,
+                    position.line,
+                    position.state,
+                    position.check,
+                    commit.rows,
                     len(commit.rejects),
                     commit.skipped,
                     now,
+                    key,
                 ],
             )
 
@@ -230,10 +222,12 @@ class Store:
         )
 
     def ensure_file(self, log: LogFile, key: str) -> None:
-        """Register a file that produced no block (empty after its header)."""
+        """Register a file before its first block is committed."""
         self._exec(
-            """INSERT INTO furui_files VALUES (?, ?, ?, ?, ?, 0, 1, '', 0, 0, 0, NULL, NULL,
-                   false, NULL, ?) ON CONFLICT (file_key) DO NOTHING""",
+            """INSERT INTO furui_files (file_key, path, head_len, format, log_type, "offset",
+                   line, state, "check", events, rejects, skipped, complete, updated_at)
+               VALUES (?, ?, ?, ?, ?, 0, 1, '', '', 0, 0, 0, false, ?)
+               ON CONFLICT (file_key) DO NOTHING""",
             [
                 key,
                 str(log.path),
@@ -243,6 +237,15 @@ class Store:
                 datetime.now(UTC),
             ],
         )
+
+    def _file_rows(self, where: str, params: list[object]) -> list[dict[str, Any]]:
+        rows = self._db.sql(f"SELECT * FROM furui_files WHERE {where}", params=params)
+        found: list[dict[str, Any]] = rows.to_arrow_table().to_pylist()
+        return found
+
+    def _file_row(self, where: str, params: list[object]) -> dict[str, Any] | None:
+        rows = self._file_rows(where, params)
+        return rows[0] if rows else None
 
     # -- runs and quarantine ----------------------------------------------------------
 

@@ -23,7 +23,7 @@ ALERTS = "suricata-eve-ccdc-honeypot-alerts"
 def _alert(capture: str, signature: str) -> dict[str, Any]:
     path = shared(ALERTS, capture, "alerts-only.ndjson")
     for line in path.read_text().splitlines():
-        record = json.loads(line)
+        record: dict[str, Any] = json.loads(line)
         if signature in record["alert"]["signature"]:
             return record
     raise AssertionError(f"no alert {signature!r} in {path}")
@@ -97,10 +97,12 @@ def test_attack_from_internet_weighs_less_than_the_same_alert_from_inside(
     victim = alert["dest_ip"]
 
     def risk(incidents: list[dict[str, Any]], window: str) -> float:
-        return max(
-            i["event"]["risk_score"]
-            for i in incidents
-            if i["host"]["ip"] == victim and i["furui"]["window"]["start"] == window
+        return float(
+            max(
+                i["event"]["risk_score"]
+                for i in incidents
+                if i["host"]["ip"] == victim and i["furui"]["window"]["start"] == window
+            )
         )
 
     window = external[0]["furui"]["window"]["start"]

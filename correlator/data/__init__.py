@@ -1,0 +1,1 @@
+"""Packaged defaults and weights (TOML), read through importlib.resources."""

@@ -84,7 +84,7 @@ def _ports(events: pa.Table, name: str, n: int) -> npt.NDArray[np.int64]:
     if name not in events.column_names:
         return np.full(n, -1, dtype=np.int64)
     values = pc.cast(events.column(name).combine_chunks(), pa.int64())
-    return values.fill_null(-1).to_numpy(zero_copy_only=False)
+    return np.asarray(values.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _column(events: pa.Table, name: str, n: int) -> pa.Array:

@@ -176,7 +176,10 @@ def _lookup(keys: pa.Array, table: Mapping[str, float]) -> npt.NDArray[np.float6
     value_set = pa.array(list(table.keys()), pa.string())
     scores = np.append(np.array(list(table.values()), dtype=np.float64), np.nan)
     index = pc.index_in(pc.cast(keys, pa.string()), value_set=value_set)
-    return scores[index.fill_null(len(table)).to_numpy(zero_copy_only=False)]
+    picked: npt.NDArray[np.float64] = scores[
+        index.fill_null(len(table)).to_numpy(zero_copy_only=False)
+    ]
+    return picked
 
 
 def _matches(text: pa.Array, patterns: tuple[str, ...]) -> npt.NDArray[np.bool_]:
@@ -184,4 +187,5 @@ def _matches(text: pa.Array, patterns: tuple[str, ...]) -> npt.NDArray[np.bool_]
         return np.zeros(len(text), dtype=bool)
     joined = "|".join(f"(?:{p})" for p in patterns)
     re.compile(joined)  # fail here, with Python's message, on a bad pattern
-    return pc.match_substring_regex(text, joined).fill_null(False).to_numpy(zero_copy_only=False)
+    hits = pc.match_substring_regex(text, joined).fill_null(False)
+    return np.asarray(hits.to_numpy(zero_copy_only=False), dtype=bool)

@@ -250,8 +250,10 @@ def _less(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> npt.NDArray[np.
     differs = a != b
     first = np.argmax(differs, axis=1)
     rows = np.arange(len(a))
-    return differs.any(axis=1) & (a[rows, first] < b[rows, first])
+    less: npt.NDArray[np.bool_] = differs.any(axis=1) & (a[rows, first] < b[rows, first])
+    return less
 
 
 def _equal(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
-    return np.all(a == b, axis=1)
+    same: npt.NDArray[np.bool_] = np.all(a == b, axis=1)
+    return same

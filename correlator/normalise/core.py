@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -104,15 +104,13 @@ def apply_mapping(
     return out
 
 
-def reject_rows(
-    batch: RawBatch, rows: npt.NDArray[np.int64], reasons: list[str], texts: list[bytes]
-) -> list[Reject]:
-    """Rejects for rows of a raw batch that failed normalisation."""
+def reject_rows(batch: RawBatch, rows: npt.NDArray[np.int64], reasons: list[str]) -> list[Reject]:
+    """Rejects, with their raw lines, for rows of a raw batch that failed normalisation."""
     lines = batch.lines.to_numpy()
     offsets = batch.offsets.to_numpy()
     return [
-        Reject(Location(batch.path, int(lines[r])), int(offsets[r]), reason, text)
-        for r, reason, text in zip(rows, reasons, texts, strict=True)
+        Reject(Location(batch.path, int(lines[r])), int(offsets[r]), reason, batch.text(int(r)))
+        for r, reason in zip(rows, reasons, strict=True)
     ]
 
 
@@ -152,11 +150,11 @@ def finish(
     rejects: list[Reject] = []
     if bad.any():
         rows = np.flatnonzero(bad)
-        rejects = reject_rows(batch, rows, [reasons[r] for r in rows], [b""] * len(rows))
+        rejects = reject_rows(batch, rows, [reasons[r] for r in rows])
         keep = pa.array(~bad)
         cols.data = {name: values.filter(keep) for name, values in cols.data.items()}
         cols.length = int((~bad).sum())
-        batch = replace(batch, lines=batch.lines.filter(keep), offsets=batch.offsets.filter(keep))
+        batch = batch.filter(keep)
         local_orig = local_orig.filter(keep) if local_orig is not None else None
         local_resp = local_resp.filter(keep) if local_resp is not None else None
     n = cols.length
@@ -197,7 +195,11 @@ def _type_ecs(cols: Columns) -> tuple[npt.NDArray[np.bool_], list[str]]:
             cols.data[name] = pa.nulls(cols.length, target)
             continue
         converted = safe_cast(_parse_text_time(values, target), target)
-        invalid = converted.invalid.to_numpy(zero_copy_only=False) & ~bad
+        # a value that was there but did not become one of the target type is malformed
+        lost = pc.and_(pc.is_valid(values), pc.is_null(converted.values))
+        invalid = (
+            converted.invalid.to_numpy(zero_copy_only=False) | lost.to_numpy(zero_copy_only=False)
+        ) & ~bad
         for row in np.flatnonzero(invalid):
             reasons[row] = f"field {name}: {values[row].as_py()!r} is not a {target}"
         bad |= invalid

@@ -46,7 +46,7 @@ def normalise_eve(batch: RawBatch, context: NormaliseContext) -> Iterator[Normal
             NAMESPACE,
             NAMESPACE,
             _empty(),
-            reject_rows(batch, rows, ["no event_type"] * len(rows), [b""] * len(rows)),
+            reject_rows(batch, rows, ["no event_type"] * len(rows)),
         )
         return
     kinds = table.column("event_type").combine_chunks()
@@ -57,13 +57,13 @@ def normalise_eve(batch: RawBatch, context: NormaliseContext) -> Iterator[Normal
             NAMESPACE,
             NAMESPACE,
             _empty(),
-            reject_rows(batch, rows, ["no event_type"] * len(rows), [b""] * len(rows)),
+            reject_rows(batch, rows, ["no event_type"] * len(rows)),
         )
     mappings = load_mapping("suricata")
     for kind in pc.unique(kinds).drop_null().to_pylist():
         keep = pc.equal(kinds, kind).fill_null(False)
         subset = _drop_empty(table.filter(keep))
-        sub_batch = _subset(batch, keep)
+        sub_batch = batch.filter(keep)
         mapping = mappings.for_log(kind) or mappings.generic(kind, "suricata").model_copy(
             update={"dataset": NAMESPACE, "namespace": NAMESPACE}
         )
@@ -102,13 +102,12 @@ def _normalise_type(
             else "no timestamp"
             for r in rows
         ],
-        [b""] * len(rows),
     )
     columns["timestamp"] = converted
     if len(rows):
         keep = pa.array(~invalid)
         columns = {name: values.filter(keep) for name, values in columns.items()}
-        batch = _subset(batch, keep)
+        batch = batch.filter(keep)
     cols = apply_mapping(columns, mapping, tables, len(batch.lines))
     done = finish(cols, batch=batch, module=MODULE, mapping=mapping, context=context)
     return Normalised(mapping.dataset, f"{NAMESPACE}.{kind}", done.events, rejects + done.rejects)
@@ -122,8 +121,26 @@ def _zoned(stamps: pa.Array) -> pa.Array:
 
 
 def _flatten(table: pa.Table) -> pa.Table:
+    """Nested objects to dotted columns; dots inside eve keys become ``_``.
+
+    Some eve objects use dotted keys (``vars.flowbits["ET.http.javaclient"]``); left as they
+    are, one name would be both a value and a parent of another (``ET.http.javaclient`` and
+    ``ET.http.javaclient.vulnerable``), which Elasticsearch rejects.
+    """
+    table = table.rename_columns([name.replace(".", "_") for name in table.column_names])
     while any(pa.types.is_struct(f.type) for f in table.schema):
-        table = table.flatten()
+        names: list[str] = []
+        arrays: list[pa.ChunkedArray] = []
+        for field, column in zip(table.schema, table.columns, strict=True):
+            if not pa.types.is_struct(field.type):
+                names.append(field.name)
+                arrays.append(column)
+                continue
+            for child in range(field.type.num_fields):
+                key = field.type.field(child).name.replace(".", "_")
+                names.append(f"{field.name}.{key}")
+                arrays.append(pc.struct_field(column, [child]))
+        table = pa.Table.from_arrays(arrays, names=names)
     return table
 
 
@@ -131,19 +148,6 @@ def _drop_empty(table: pa.Table) -> pa.Table:
     """Drop the columns only other event types fill (all null in this subset)."""
     keep = [name for name in table.column_names if table.column(name).null_count < table.num_rows]
     return table.select(keep)
-
-
-def _subset(batch: RawBatch, keep: pa.Array) -> RawBatch:
-    return RawBatch(
-        format=batch.format,
-        log_type=batch.log_type,
-        table=batch.table.filter(keep),
-        zeek_types=batch.zeek_types,
-        path=batch.path,
-        file_key=batch.file_key,
-        lines=batch.lines.filter(keep),
-        offsets=batch.offsets.filter(keep),
-    )
 
 
 def _empty() -> pa.Table:

@@ -56,13 +56,11 @@ def normalise_zeek(batch: RawBatch, context: NormaliseContext) -> Normalised:
             reasons[row] = "missing timestamp (ts)"
         invalid |= missing
     bad_rows = np.flatnonzero(invalid)
-    rejects = reject_rows(
-        batch, bad_rows, [reasons[r] for r in bad_rows], [_row_text(batch, r) for r in bad_rows]
-    )
+    rejects = reject_rows(batch, bad_rows, [reasons[r] for r in bad_rows])
     if len(bad_rows):
         keep = pa.array(~invalid)
         typed = {name: values.filter(keep) for name, values in typed.items()}
-        batch = _filter_batch(batch, keep)
+        batch = batch.filter(keep)
     cols = apply_mapping(typed, mapping, mappings.tables, batch.table.num_rows)
     done = finish(
         cols,
@@ -86,7 +84,7 @@ def _typed_columns(batch: RawBatch) -> tuple[dict[str, pa.Array], np.ndarray, li
     types = batch.zeek_types
     for name in batch.table.column_names:
         raw = batch.table.column(name).combine_chunks()
-        zeek_type = types.get(name)
+        zeek_type = types.get(name, "time" if name == "ts" else None)
         if batch.format is LogFormat.ZEEK_TSV:
             converted = convert_tsv(raw, zeek_type or "string", markers)
         elif zeek_type is not None:
@@ -104,22 +102,3 @@ def _typed_columns(batch: RawBatch) -> tuple[dict[str, pa.Array], np.ndarray, li
         if name not in typed:
             typed[name] = pa.nulls(n, arrow_type(zeek_type))
     return typed, invalid, reasons
-
-
-def _filter_batch(batch: RawBatch, keep: pa.Array) -> RawBatch:
-    return RawBatch(
-        format=batch.format,
-        log_type=batch.log_type,
-        table=batch.table.filter(keep),
-        zeek_types=batch.zeek_types,
-        path=batch.path,
-        file_key=batch.file_key,
-        lines=batch.lines.filter(keep),
-        offsets=batch.offsets.filter(keep),
-        tsv_markers=batch.tsv_markers,
-    )
-
-
-def _row_text(batch: RawBatch, row: int) -> bytes:
-    values = [batch.table.column(i)[row].as_py() for i in range(batch.table.num_columns)]
-    return "\t".join("-" if v is None else str(v) for v in values).encode("utf-8")

@@ -11,6 +11,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from correlator.schema.event import CORE_NAMES
+
 
 def unified_type(types: list[pa.DataType]) -> pa.DataType:
     """The type several batches' versions of one column are brought to."""
@@ -50,7 +52,10 @@ def unify(tables: list[pa.Table]) -> pa.Table:
     for table in tables:
         for field in table.schema:
             order.setdefault(field.name, []).append(field.type)
-    targets = {name: unified_type(types) for name, types in order.items()}
+    # core columns first, in the event model's order, then the rest by name: the same order
+    # as normalisation gives, whatever the batches
+    names = [n for n in CORE_NAMES if n in order] + sorted(n for n in order if n not in CORE_NAMES)
+    targets = {name: unified_type(order[name]) for name in names}
     aligned = []
     for table in tables:
         arrays = [

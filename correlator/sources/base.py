@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import pyarrow as pa
@@ -50,6 +50,8 @@ class RawBatch:
         file_key: stable identity of the file's content (see ``sources.files``).
         lines: 1-based line number of each row.
         offsets: byte offset of each row's line.
+        raw: the raw line of each row (binary), kept for quarantining rows that fail
+            normalisation; a view of the block's buffer, not a copy.
         rejects: records of this block that could not be parsed.
         tsv_markers: set separator and markers of a Zeek TSV header.
     """
@@ -62,8 +64,24 @@ class RawBatch:
     file_key: str
     lines: pa.Array
     offsets: pa.Array
+    raw: pa.Array
     rejects: list[Reject] = field(default_factory=list)
     tsv_markers: tuple[str, str, str] = (",", "(empty)", "-")
+
+    def filter(self, keep: pa.Array) -> RawBatch:
+        """The rows where ``keep`` is true, with their origins."""
+        return replace(
+            self,
+            table=self.table.filter(keep),
+            lines=self.lines.filter(keep),
+            offsets=self.offsets.filter(keep),
+            raw=self.raw.filter(keep),
+        )
+
+    def text(self, row: int) -> bytes:
+        """The raw line of ``row``, without its line ending."""
+        value = self.raw[row].as_py()
+        return bytes(value or b"").rstrip(b"\r\n")
 
 
 class Progress(Protocol):

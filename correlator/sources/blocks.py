@@ -1,20 +1,19 @@
 """Bounded blocks of whole lines from a (possibly gzip-compressed) log file.
 
-A block is the unit of streaming: it holds at most ``block_bytes`` of whole lines, knows
-the byte offset and line number of each line, and is where checkpoints are taken. Offsets
+A block is the unit of streaming: it holds about ``block_bytes`` of whole lines and knows
+the byte offset and line number of each line; checkpoints are taken between blocks. Offsets
 are positions in the decompressed stream, so a live ``conn.log`` read to some offset and
 later rotated to ``conn.<time>.log.gz`` resumes at the same place.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from types import TracebackType
+from typing import BinaryIO, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +22,7 @@ GZIP_MAGIC: Final = b"\x1f\x8b"
 _NEWLINE: Final = 10
 _READ_SIZE: Final = 1 << 20
 _KEEP_OF_OVERSIZED: Final = 4096
+_GZIP_WBITS: Final = 31  # zlib: expect a gzip header and trailer
 
 
 class TruncatedInputError(Exception):
@@ -34,35 +34,150 @@ class TruncatedInputError(Exception):
         self.reason = reason
 
 
-def open_stream(path: Path) -> BinaryIO:
-    """Open ``path`` for reading bytes, decompressing gzip transparently.
+class LogStream(Protocol):
+    """What readers need of an open log: bytes, and the position on disk."""
 
-    Args:
-        path: the log file.
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` decompressed bytes; empty at the end."""
+        ...
 
-    Returns:
-        A binary stream of the decompressed content.
+    def disk_position(self) -> int:
+        """Bytes of the file on disk consumed so far."""
+        ...
+
+    def skip(self, count: int) -> None:
+        """Move ``count`` decompressed bytes forward (resuming from a checkpoint)."""
+        ...
+
+    def unread(self, data: bytes) -> None:
+        """Give back ``data``, the bytes just read, to be read again."""
+        ...
+
+    def close(self) -> None:
+        """Release the file."""
+        ...
+
+
+class PlainStream:
+    """An uncompressed log file."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes."""
+        return self._raw.read(size)
+
+    def disk_position(self) -> int:
+        """Bytes read so far."""
+        return self._raw.tell()
+
+    def skip(self, count: int) -> None:
+        """Seek ``count`` bytes forward."""
+        self._raw.seek(count, 1)
+
+    def unread(self, data: bytes) -> None:
+        """Seek back over ``data``."""
+        self._raw.seek(-len(data), 1)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._raw.close()
+
+
+class GzipStream:
+    """A gzip file (one or more members), decompressed incrementally.
+
+    Unlike :class:`gzip.GzipFile`, a truncated or corrupt file first gives every byte that
+    could be decompressed before the damage; only the read after those raises ``EOFError``.
     """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._inflate = zlib.decompressobj(wbits=_GZIP_WBITS)
+        self._buffer = bytearray()
+        self._done = False
+        self._error: str | None = None
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` decompressed bytes; empty at the end.
+
+        Raises:
+            EOFError: the data before the damage has been read and the file is truncated
+                or corrupt.
+        """
+        while not self._done and (size < 0 or len(self._buffer) < size):
+            self._fill()
+        if not self._buffer and self._error is not None:
+            raise EOFError(self._error)
+        count = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+        out = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        return out
+
+    def _fill(self) -> None:
+        chunk = self._raw.read(_READ_SIZE)
+        if not chunk:
+            self._done = True
+            if not self._inflate.eof:
+                self._error = "compressed data ends early (truncated gzip file)"
+            return
+        try:
+            self._buffer += self._inflate.decompress(chunk)
+            while self._inflate.eof and self._inflate.unused_data:
+                rest = self._inflate.unused_data
+                if not rest.strip(b"\x00"):  # zero padding after the last member
+                    break
+                self._inflate = zlib.decompressobj(wbits=_GZIP_WBITS)  # the next member
+                self._buffer += self._inflate.decompress(rest)
+        except zlib.error as error:
+            self._done = True
+            self._error = f"corrupt gzip data ({error})"
+
+    def disk_position(self) -> int:
+        """Compressed bytes read so far."""
+        return self._raw.tell()
+
+    def unread(self, data: bytes) -> None:
+        """Put ``data`` back in front of what is left to read."""
+        self._buffer[:0] = data
+
+    def skip(self, count: int) -> None:
+        """Decompress and drop ``count`` bytes (gzip cannot seek)."""
+        remaining = count
+        while remaining > 0:
+            got = len(self.read(min(remaining, _READ_SIZE)))
+            if not got:
+                return
+            remaining -= got
+
+    def close(self) -> None:
+        """Close the file."""
+        self._raw.close()
+
+
+class _Opened:
+    def __init__(self, stream: PlainStream | GzipStream) -> None:
+        self.stream = stream
+
+    def __enter__(self) -> PlainStream | GzipStream:
+        return self.stream
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stream.close()
+
+
+def open_stream(path: Path) -> _Opened:
+    """Open ``path`` for reading (a context manager), decompressing gzip transparently."""
     raw = path.open("rb")
     head = raw.read(2)
     raw.seek(0)
-    if head == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
-
-
-def disk_position(stream: BinaryIO) -> int:
-    """Bytes of the file on disk consumed so far (compressed bytes for gzip)."""
-    raw = getattr(stream, "fileobj", None)
-    if raw is not None:
-        return int(raw.tell())
-    return stream.tell()
-
-
-def read_head(path: Path, size: int = 4096) -> bytes:
-    """Return up to ``size`` decompressed bytes from the start of ``path``."""
-    with open_stream(path) as stream:
-        return stream.read(size)
+    return _Opened(GzipStream(raw) if head == GZIP_MAGIC else PlainStream(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +245,13 @@ def index_lines(data: bytes) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int6
 
 
 def iter_blocks(
-    stream: BinaryIO,
+    stream: LogStream,
     *,
     block_bytes: int,
     max_line_bytes: int,
     start_offset: int = 0,
     start_line: int = 1,
+    positioned: bool = False,
 ) -> Iterator[Block]:
     """Yield blocks of whole lines of about ``block_bytes`` each, in file order.
 
@@ -149,21 +265,28 @@ def iter_blocks(
         max_line_bytes: longest line accepted.
         start_offset: skip this many bytes first (resume from a checkpoint).
         start_line: line number of the first line after ``start_offset``.
+        positioned: the stream already stands at ``start_offset``.
 
     Yields:
         Blocks in file order.
+
+    Raises:
+        TruncatedInputError: after the last whole line before damaged compressed data.
     """
-    _skip(stream, start_offset)
     offset, line = start_offset, start_line
+    if start_offset and not positioned:
+        stream.skip(start_offset)
     pending = b""
     while True:
         try:
             chunk = stream.read(block_bytes)
-        except (EOFError, OSError, zlib.error) as error:
-            # a truncated or corrupt gzip member: keep every whole line read so far
-            if pending:
-                yield _block(pending, line, offset)
-                offset += len(pending)
+        except (EOFError, OSError) as error:
+            if pending:  # the whole lines read before the damage are kept
+                cut = pending.rfind(b"\n") + 1
+                if cut:
+                    block = _block(pending[:cut], line, offset)
+                    offset = block.end_offset
+                    yield block
             raise TruncatedInputError(offset, str(error) or type(error).__name__) from error
         data = pending + chunk if pending else chunk
         if not chunk:
@@ -173,10 +296,9 @@ def iter_blocks(
         cut = data.rfind(b"\n") + 1
         if cut == 0:
             if len(data) > max_line_bytes:
-                block = _oversized(stream, data, line, offset)
+                block, pending = _oversized(stream, data, line, offset)
                 offset, line = block.end_offset, block.next_line
                 yield block
-                pending = b""
             else:
                 pending = data  # a line longer than a block: read on until it ends
             continue
@@ -194,10 +316,17 @@ def _block(data: bytes, first_line: int, base_offset: int) -> Block:
     return Block(data, starts, ends, first_line, base_offset, consumed=len(data))
 
 
-def _oversized(stream: BinaryIO, data: bytes, first_line: int, base_offset: int) -> Block:
-    """Consume the rest of an over-long line, keeping its first bytes as evidence."""
+def _oversized(
+    stream: LogStream, data: bytes, first_line: int, base_offset: int
+) -> tuple[Block, bytes]:
+    """Consume the rest of an over-long line, keeping its first bytes as evidence.
+
+    Returns:
+        The block standing for the line, and the bytes read after it.
+    """
     kept = data[:_KEEP_OF_OVERSIZED]
     consumed = len(data)
+    rest = b""
     while True:
         chunk = stream.read(_READ_SIZE)
         if not chunk:
@@ -205,29 +334,10 @@ def _oversized(stream: BinaryIO, data: bytes, first_line: int, base_offset: int)
         newline = chunk.find(b"\n")
         if newline >= 0:
             consumed += newline + 1
-            # what follows the newline belongs to later lines: give it back
-            _unread(stream, chunk[newline + 1 :])
+            rest = chunk[newline + 1 :]
             break
         consumed += len(chunk)
     starts = np.zeros(1, dtype=np.int64)
     ends = np.array([len(kept)], dtype=np.int64)
-    return Block(kept, starts, ends, first_line, base_offset, consumed=consumed, oversized=True)
-
-
-def _unread(stream: BinaryIO, rest: bytes) -> None:
-    if rest:
-        stream.seek(-len(rest), io.SEEK_CUR)
-
-
-def _skip(stream: BinaryIO, count: int) -> None:
-    if count <= 0:
-        return
-    if isinstance(stream, io.BufferedReader | io.FileIO):
-        stream.seek(count)
-        return
-    remaining = count
-    while remaining:
-        got = len(stream.read(min(remaining, _READ_SIZE)))
-        if not got:
-            return
-        remaining -= got
+    block = Block(kept, starts, ends, first_line, base_offset, consumed=consumed, oversized=True)
+    return block, rest

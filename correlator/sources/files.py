@@ -117,14 +117,14 @@ def recognise(path: Path) -> LogFile | Skipped:
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror or error})") from error
     except EOFError as error:
-        raise InputError(f"{path}: truncated compressed file") from error
+        return Skipped(path, f"unreadable compressed file: {error}")
     body = head.removeprefix(_BOM)
     if not body.strip():
         return Skipped(path, "empty file")
     identity = _identity(head)
     if body.startswith(b"#separator"):
         log_type = _header_value(body, b"#path") or log_type_from_name(path)
-        fields = (_header_value(body, b"#fields") or "").split("\t")
+        fields = (_header_value(body, b"#fields") or "").split(_separator(body))
         if "ts" not in fields:
             return Skipped(path, f"Zeek {log_type} log without timestamps (no ts field)")
         return LogFile(path, LogFormat.ZEEK_TSV, log_type, identity)
@@ -187,8 +187,17 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
+def _separator(body: bytes) -> str:
+    first = body.split(b"\n", 1)[0]
+    declared = first.split(b" ", 1)[1].strip() if b" " in first else b"\\x09"
+    return declared.decode("ascii", errors="replace").encode().decode("unicode_escape")
+
+
 def _header_value(body: bytes, name: bytes) -> str | None:
-    for line in body.split(b"\n", 16):
-        if line.startswith(name + b"\t"):
-            return line.split(b"\t", 1)[1].strip().decode("utf-8", errors="replace")
+    """A Zeek TSV header value, split on the separator the header declares."""
+    lines = body.split(b"\n", 16)
+    prefix = name + _separator(body).encode()
+    for line in lines:
+        if line.startswith(prefix):
+            return line[len(prefix) :].rstrip(b"\r").decode("utf-8", errors="replace")
     return None

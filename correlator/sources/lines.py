@@ -13,6 +13,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from correlator.errors import Location
 from correlator.sources.base import Reject
@@ -34,6 +35,14 @@ class Selection:
     data: bytes
     lines: npt.NDArray[np.int64]
     offsets: npt.NDArray[np.int64]
+
+    def raw_lines(self) -> pa.Array:
+        """Each selected line as bytes (newline included), a zero-copy view of ``data``."""
+        stops = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == ord("\n")) + 1
+        bounds = np.concatenate(([0], stops)).astype(np.int32)
+        return pa.BinaryArray.from_buffers(
+            pa.binary(), len(stops), [None, pa.py_buffer(bounds), pa.py_buffer(self.data)]
+        )
 
 
 def first_bytes(block: Block) -> npt.NDArray[np.uint8]:
@@ -126,6 +135,12 @@ def screen(
         reason = f"line longer than {max_line_bytes} bytes"
         return np.zeros(1, dtype=bool), [reject(block, 0, path, reason)]
     usable = block.ends > block.starts
+    too_long = (block.ends - block.starts) > max_line_bytes
+    rejects.extend(
+        reject(block, int(index), path, f"line longer than {max_line_bytes} bytes")
+        for index in np.flatnonzero(too_long)
+    )
+    usable &= ~too_long
     binary = invalid_utf8(block)
     rejects.extend(
         reject(block, int(index), path, "not UTF-8 text (binary data)")

@@ -76,6 +76,7 @@ def read_json_block(
     batches: list[RawBatch] = []
     if keep.any():
         selection = select(block, keep)
+        raw = selection.raw_lines()
         for table, rows in _parse_bisect(selection, explicit_schema, path, rejects):
             batches.append(
                 RawBatch(
@@ -87,6 +88,7 @@ def read_json_block(
                     file_key=file_key,
                     lines=pa.array(selection.lines[rows]),
                     offsets=pa.array(selection.offsets[rows]),
+                    raw=raw.take(pa.array(rows)),
                 )
             )
     return JsonBlockResult(batches=batches, rejects=rejects, skipped=skipped)

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import pyarrow as pa
 
 from correlator.normalise.zeek_schema import json_schema_for, known_types
 from correlator.sources.base import LogFormat, RawBatch, Reject
-from correlator.sources.blocks import (
-    TruncatedInputError,
-    disk_position,
-    iter_blocks,
-    open_stream,
-)
+from correlator.sources.blocks import LogStream, TruncatedInputError, iter_blocks, open_stream
 from correlator.sources.files import LogFile
 from correlator.sources.ndjson import read_json_block
 from correlator.sources.zeek_tsv import HeaderBuilder, TsvHeader, read_tsv_block
@@ -34,6 +31,21 @@ class Position:
     offset: int = 0
     line: int = 1
     state: str = ""
+    check: str = ""
+
+
+_CHECK_BYTES: Final = 256
+_BOM: Final = b"\xef\xbb\xbf"
+
+
+class IdentityMismatchError(Exception):
+    """The file at a checkpoint's key is not the file that was read: its bytes differ."""
+
+
+def tail_check(data: bytes) -> str:
+    """Fingerprint of the bytes just before a checkpoint: ``<length>:<sha256>``."""
+    tail = data[-_CHECK_BYTES:]
+    return f"{len(tail)}:{hashlib.sha256(tail).hexdigest()[:32]}"
 
 
 @dataclass(slots=True)
@@ -56,7 +68,9 @@ class ReadLimits:
     max_line_bytes: int = 16 << 20
 
 
-def read_log(log: LogFile, start: Position, limits: ReadLimits) -> Iterator[BlockRead]:
+def read_log(
+    log: LogFile, start: Position, limits: ReadLimits, *, key: str | None = None
+) -> Iterator[BlockRead]:
     """Read ``log`` from ``start`` to its end, one block at a time.
 
     A file that cannot be read to its end (a truncated gzip) yields every whole line before
@@ -66,23 +80,31 @@ def read_log(log: LogFile, start: Position, limits: ReadLimits) -> Iterator[Bloc
         log: the file and its recognised format.
         start: where to resume.
         limits: block and line size bounds.
+        key: the file's key in the store (event ids derive from it); default its identity.
 
     Yields:
         One ``BlockRead`` per block, in file order.
+
+    Raises:
+        IdentityMismatchError: before anything is read, when the bytes before ``start``
+            are not those the checkpoint saw (another file that begins the same way).
     """
+    file_key = key or log.identity.key
     path = str(log.path)
     header = TsvHeader.from_state(start.state) if start.state else None
     builder = HeaderBuilder()
     types = known_types(log.log_type) if log.format is LogFormat.ZEEK_JSON else {}
     schema = _json_schema(log)
-    position = start
     with open_stream(Path(log.path)) as stream:
+        start = _verify(stream, start, path)
+        position = start
         blocks = iter_blocks(
             stream,
             block_bytes=limits.block_bytes,
             max_line_bytes=limits.max_line_bytes,
             start_offset=start.offset,
             start_line=start.line,
+            positioned=True,
         )
         try:
             for block in blocks:
@@ -92,7 +114,7 @@ def read_log(log: LogFile, start: Position, limits: ReadLimits) -> Iterator[Bloc
                         header,
                         builder,
                         path=path,
-                        file_key=log.identity.key,
+                        file_key=file_key,
                         fallback_log_type=log.log_type,
                         max_line_bytes=limits.max_line_bytes,
                     )
@@ -104,18 +126,43 @@ def read_log(log: LogFile, start: Position, limits: ReadLimits) -> Iterator[Bloc
                         fmt=log.format,
                         log_type=log.log_type,
                         path=path,
-                        file_key=log.identity.key,
+                        file_key=file_key,
                         explicit_schema=schema,
                         zeek_types=types,
                         max_line_bytes=limits.max_line_bytes,
                     )
                     batches, rejects, skipped = result.batches, result.rejects, result.skipped
                 position = Position(
-                    block.end_offset, block.next_line, header.to_state() if header else ""
+                    block.end_offset,
+                    block.next_line,
+                    header.to_state() if header else "",
+                    "" if block.oversized else tail_check(block.data),
                 )
-                yield BlockRead(batches, rejects, skipped, position, disk_position(stream))
+                yield BlockRead(batches, rejects, skipped, position, stream.disk_position())
         except TruncatedInputError as error:
-            yield BlockRead([], [], 0, position, disk_position(stream), error=str(error))
+            yield BlockRead([], [], 0, position, stream.disk_position(), error=str(error))
+
+
+def _verify(stream: LogStream, start: Position, path: str) -> Position:
+    """Move to ``start`` and check that the bytes before it are those seen before.
+
+    Returns:
+        Where reading starts: ``start``, or past a UTF-8 byte order mark at the file start.
+    """
+    if not start.offset:
+        head = stream.read(len(_BOM))
+        if head == _BOM:
+            return Position(len(_BOM), 1)
+        stream.unread(head)
+        return start
+    if not start.check:
+        stream.skip(start.offset)
+        return start
+    length = int(start.check.split(":", 1)[0])
+    stream.skip(start.offset - length)
+    if tail_check(stream.read(length)) != start.check:
+        raise IdentityMismatchError(f"{path}: not the file read before under this identity")
+    return start
 
 
 def _json_schema(log: LogFile) -> pa.Schema | None:

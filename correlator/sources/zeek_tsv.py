@@ -9,6 +9,7 @@ them to the types of ``#types``.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -85,8 +86,9 @@ class HeaderBuilder:
     values: dict[str, str] = field(default_factory=dict)
 
     def add(self, line: str) -> None:
-        """Take one ``#key<TAB>value`` header line."""
-        key, _, value = line[1:].partition("\t" if not line.startswith("#separator") else " ")
+        """Take one ``#key<separator>value`` header line (``#separator <escaped>`` first)."""
+        separator = " " if line.startswith("#separator") else self.values.get("separator", "\t")
+        key, _, value = line[1:].partition(separator)
         if key == "separator":
             self.values.clear()
             value = _decode_escapes(value)
@@ -168,7 +170,7 @@ def read_tsv_block(
                     batches.append(batch)
         if boundary < len(block.starts):
             text = block.line(boundary).decode("utf-8")
-            key = text[1:].split("\t", 1)[0].split(" ", 1)[0]
+            key = re.split(r"[^a-z_]", text[1:], maxsplit=1)[0]
             if key not in _HEADER_KEYS:
                 rejects.append(reject(block, boundary, path, f"unknown header line #{key}"))
             elif key not in ("open", "close"):
@@ -228,6 +230,7 @@ def _parse(
         file_key=file_key,
         lines=pa.array(selection.lines[kept]),
         offsets=pa.array(selection.offsets[kept]),
+        raw=selection.raw_lines().filter(pa.array(kept)),
         tsv_markers=(header.set_separator, header.empty_field, header.unset_field),
     )
     return batch, rejects

@@ -1,0 +1,1 @@
+"""Mapping tables (TOML) from Zeek and Suricata fields to ECS, read as package data."""
