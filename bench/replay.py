@@ -103,7 +103,8 @@ def write_copy(source: Source, copy: int, out: Path) -> int:
         columns.append(values)
     lines = pc.binary_join_element_wise(*columns, "\t")
     body = "\n".join(lines.to_pylist())
-    target = out / f"{Path(source.name).name.split('.')[0]}.{copy:04d}.log"
+    origin = source.name.split("/")[1].split("-")[0]  # scenario, so sources never collide
+    target = out / f"{Path(source.name).name.split('.')[0]}.{origin}.{copy:04d}.log"
     target.write_text("\n".join(source.header) + "\n" + body + "\n")
     return int(table.num_rows)
 

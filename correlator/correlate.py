@@ -45,6 +45,7 @@ evidence AS (
         "rule.id" AS rule_id,
         min("rule.name") AS rule_name,
         min("rule.category") AS rule_category,
+        arg_max("message", "event.risk_score") AS message,
         max("event.risk_score") AS score,
         count(DISTINCT "finding.id") AS count,
         min("@timestamp") AS first_seen,
@@ -71,6 +72,7 @@ SELECT
     list_sort(list_distinct(flatten(list(techniques)))) AS techniques,
     list({{
         'rule': {{'id': rule_id, 'name': rule_name, 'ruleset': ruleset, 'category': rule_category}},
+        'message': message,
         'score': score,
         'count': count,
         'first_seen': first_seen,

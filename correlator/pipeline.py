@@ -19,6 +19,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from correlator.commit import Commit
 from correlator.correlate import CorrelationParams, correlate
 from correlator.engine.base import Detector, empty_findings
 from correlator.engine.signals import SuricataAlerts, ZeekNotices, load_weights
@@ -36,7 +37,7 @@ from correlator.sources.reader import (
     ReadLimits,
     read_log,
 )
-from correlator.state import BlockCommit, FileState, Store
+from correlator.state import FileState, Store
 
 logger = logging.getLogger(__name__)
 
@@ -159,11 +160,16 @@ def analyze(
     limits = ReadLimits(settings.ingest.block_bytes, settings.ingest.max_line_bytes)
     flush_rows = settings.ingest.flush_rows
     progress.start(sum(_disk_size(log.path) for log in found.logs), len(found.logs))
+    for detector in active:
+        detector.restore(store.detector_state(detector.ruleset))
     run = _Run(store, context, active, limits, report, progress, flush_rows)
     try:
         for log in found.logs:
             progress.file(log.path)
             report.files.append(_read_file(log, run))
+        for detector in active:
+            run.pending.add_findings(detector.finish())
+        _flush(run)
     finally:
         progress.stop()
     findings = store.findings()
@@ -179,9 +185,9 @@ def analyze(
     return report
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Run:
-    """What every file of one run is read with."""
+    """What every file of one run is read with, and the commit being buffered."""
 
     store: Store
     context: NormaliseContext
@@ -190,9 +196,12 @@ class _Run:
     report: RunReport
     progress: Progress
     flush_rows: int
+    pending: Commit = field(default_factory=Commit)
 
 
 def _read_file(log: LogFile, run: _Run) -> FileReport:
+    if log.identity.key in run.pending.files:
+        _flush(run)  # the same content listed twice: its checkpoint must be seen first
     size, mtime = _disk_size(log.path), _disk_mtime(log.path)
     state = run.store.file_state(log)
     file_report = FileReport(str(log.path), log.format.value, log.log_type, "read")
@@ -204,39 +213,51 @@ def _read_file(log: LogFile, run: _Run) -> FileReport:
         file_report.status = "unchanged"
         run.progress.advance(size)
         return file_report
-    key, blocks = _open_at_checkpoint(log, run, state)
-    if key != log.identity.key or state is not None:
-        resumed = run.store.file_state(log, key=key)
-        if resumed is not None and resumed.position.offset:
-            file_report.status = "resumed"
-            logger.info("%s: resuming at line %d", log.path, resumed.position.line)
-    run.store.ensure_file(log, key)
+    key, start, blocks = _open_at_checkpoint(log, run, state)
+    if start.offset:
+        file_report.status = "resumed"
+        logger.info("%s: resuming at line %d", log.path, start.line)
     error = None
     done = 0
-    pending: list[BlockCommit] = []
+    position = start
     for block in blocks:
         if block.error is not None:
             error = block.error
             logger.warning("%s: %s", log.path, block.error)
             break
-        pending.append(_process(block, log, run.context, run.detectors))
-        if sum(c.rows for c in pending) >= run.flush_rows:
-            _flush(pending, run, key, file_report)
+        events, findings, rejects = _process(block, run.context, run.detectors)
+        run.pending.add(
+            key=key,
+            log=log,
+            position=block.position,
+            events=events,
+            findings=findings,
+            rejects=rejects,
+            skipped=block.skipped,
+        )
+        position = block.position
+        rows = sum(t.num_rows for t in events.values())
+        file_report.events += rows
+        file_report.rejects += len(rejects)
+        file_report.skipped += block.skipped
+        run.report.events += rows
+        run.report.rejects += len(rejects)
+        if run.pending.rows >= run.flush_rows:
+            _flush(run)
         advance = min(block.disk_offset, size) - done
         done += advance
         run.progress.advance(advance)
-    _flush(pending, run, key, file_report)
+    run.pending.finish_file(key, log, position, size=size, mtime=mtime, error=error)
     run.progress.advance(size - done)
     file_report.error = error
     if error is not None:
         file_report.status = "error"
-    run.store.mark_complete(key, disk_size=size, disk_mtime=mtime, error=error)
     return file_report
 
 
 def _open_at_checkpoint(
     log: LogFile, run: _Run, state: FileState | None
-) -> tuple[str, Iterator[BlockRead]]:
+) -> tuple[str, Position, Iterator[BlockRead]]:
     """Start reading ``log`` at its checkpoint, under the key its content proves.
 
     A file that begins like another one read before (same first KiB) shares its content
@@ -253,7 +274,7 @@ def _open_at_checkpoint(
             key = _alternate_key(log, attempt + 1)
             state = run.store.file_state(log, key=key)
             continue
-        return key, itertools.chain([first] if first is not None else [], blocks)
+        return key, start, itertools.chain([first] if first is not None else [], blocks)
     raise InputError(f"{log.path}: too many different files begin like this one")
 
 
@@ -262,28 +283,20 @@ def _alternate_key(log: LogFile, attempt: int) -> str:
     return f"{log.identity.key}-{path}-{attempt}"
 
 
-def _flush(pending: list[BlockCommit], run: _Run, key: str, file_report: FileReport) -> None:
-    """Commit buffered blocks as one transaction, checkpointed at the last of them.
-
-    Large inserts are several times faster in DuckDB than small ones; a crash still loses
-    only what was buffered, and the checkpoint never passes data that is not stored.
-    """
-    if not pending:
+def _flush(run: _Run) -> None:
+    """Store the buffered blocks, their files' checkpoints and the detectors' state at once."""
+    run.pending.detector_states = {d.ruleset: d.snapshot() for d in run.detectors}
+    if not (run.pending.files or run.pending.findings):
         return
-    commit = BlockCommit.merge(pending)
-    run.store.commit_block(commit, key=key, run_id=run.report.run_id)
-    logger.debug("%s: committed up to line %d", commit.log.path, commit.position.line - 1)
-    file_report.events += commit.rows
-    file_report.rejects += len(commit.rejects)
-    file_report.skipped += commit.skipped
-    run.report.events += commit.rows
-    run.report.rejects += len(commit.rejects)
-    pending.clear()
+    run.store.commit(run.pending, run_id=run.report.run_id)
+    for progress in run.pending.files.values():
+        logger.debug("%s: committed up to line %d", progress.log.path, progress.position.line - 1)
+    run.pending = Commit()
 
 
 def _process(
-    block: BlockRead, log: LogFile, context: NormaliseContext, detectors: Sequence[Detector]
-) -> BlockCommit:
+    block: BlockRead, context: NormaliseContext, detectors: Sequence[Detector]
+) -> tuple[dict[str, pa.Table], pa.Table, list[Reject]]:
     """Normalise one block and run the detectors over it (pure: no store access)."""
     parts: dict[str, list[pa.Table]] = defaultdict(list)
     rejects: list[Reject] = list(block.rejects)
@@ -300,7 +313,7 @@ def _process(
         if stream in detector.streams
     ]
     findings = pa.concat_tables(found) if found else empty_findings()
-    return BlockCommit(log, block.position, events, findings, rejects, block.skipped)
+    return events, findings, rejects
 
 
 def _disk_size(path: Path) -> int:

@@ -1,8 +1,8 @@
 """The embedded store: a DuckDB file holding events, findings, incidents and checkpoints.
 
-Each block of a log is committed in one transaction with its events, findings, rejects and
-the file's new checkpoint, so a crash loses at most the block in flight and a restart
-resumes exactly after the last committed one: nothing is lost or stored twice.
+Each commit stores events, findings and rejects together with the new checkpoint of every
+file they came from, in one transaction, so a crash loses at most the commit in flight and a
+restart resumes exactly after the last one: nothing is lost or stored twice.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
+from correlator.commit import Commit
 from correlator.errors import StoreError
 from correlator.schema.finding import FINDING_SCHEMA
-from correlator.schema.unify import to_type, unify
 from correlator.sources.base import Reject
 from correlator.sources.files import LogFile
 from correlator.sources.reader import Position
+from correlator.tables import TableWriter
 
 SCHEMA_VERSION: Final = "1"
 FINDINGS: Final = "furui_findings"
@@ -36,14 +37,15 @@ _DDL: Final = (
         file_key VARCHAR PRIMARY KEY, path VARCHAR NOT NULL, head_len INTEGER NOT NULL,
         format VARCHAR NOT NULL, log_type VARCHAR NOT NULL,
         "offset" BIGINT NOT NULL, line BIGINT NOT NULL, state VARCHAR NOT NULL,
-        "check" VARCHAR NOT NULL,
-        events BIGINT NOT NULL, rejects BIGINT NOT NULL, skipped BIGINT NOT NULL,
-        disk_size BIGINT, disk_mtime DOUBLE, complete BOOLEAN NOT NULL, error VARCHAR,
-        updated_at TIMESTAMPTZ NOT NULL)""",
+        "check" VARCHAR NOT NULL, events BIGINT NOT NULL, rejects BIGINT NOT NULL,
+        skipped BIGINT NOT NULL, disk_size BIGINT, disk_mtime DOUBLE, complete BOOLEAN NOT NULL,
+        error VARCHAR, updated_at TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS furui_quarantine (
         run_id VARCHAR NOT NULL, file_key VARCHAR NOT NULL, path VARCHAR NOT NULL,
         line BIGINT, "offset" BIGINT, reason VARCHAR NOT NULL, text BLOB,
         quarantined_at TIMESTAMPTZ NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS furui_detectors (
+        ruleset VARCHAR PRIMARY KEY, state BLOB NOT NULL, updated_at TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS furui_runs (
         run_id VARCHAR PRIMARY KEY, started TIMESTAMPTZ NOT NULL, finished TIMESTAMPTZ,
         command VARCHAR, summary VARCHAR)""",
@@ -65,41 +67,6 @@ class FileState:
     complete: bool
 
 
-@dataclass(frozen=True, slots=True)
-class BlockCommit:
-    """Everything one block produced, committed together."""
-
-    log: LogFile
-    position: Position
-    events: dict[str, pa.Table]
-    findings: pa.Table
-    rejects: list[Reject]
-    skipped: int
-
-    @property
-    def rows(self) -> int:
-        """Events in this commit."""
-        return sum(t.num_rows for t in self.events.values())
-
-    @classmethod
-    def merge(cls, commits: list[BlockCommit]) -> BlockCommit:
-        """Several consecutive blocks of one file as one commit, at the last one's position."""
-        if len(commits) == 1:
-            return commits[0]
-        streams: dict[str, list[pa.Table]] = {}
-        for commit in commits:
-            for stream, table in commit.events.items():
-                streams.setdefault(stream, []).append(table)
-        return cls(
-            log=commits[-1].log,
-            position=commits[-1].position,
-            events={stream: unify(tables) for stream, tables in streams.items()},
-            findings=pa.concat_tables([c.findings for c in commits]),
-            rejects=[r for c in commits for r in c.rejects],
-            skipped=sum(c.skipped for c in commits),
-        )
-
-
 def stream_table(stream: str) -> str:
     """The events table of a stream: ``zeek.connection`` → ``events_zeek_connection``."""
     return "events_" + _IDENT.sub("_", stream.lower())
@@ -111,10 +78,10 @@ class Store:
     def __init__(self, connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         self._db = connection
         self.path = path
-        self._columns: dict[str, dict[str, str]] = {}
+        self._tables = TableWriter(connection)
 
     @classmethod
-    def open(cls, path: Path, *, memory_limit: str = "1GB", threads: int = 0) -> Store:
+    def open(cls, path: Path, *, memory_limit: str = "256MB", threads: int = 0) -> Store:
         """Open (creating if needed) the store at ``path``.
 
         Raises:
@@ -174,78 +141,73 @@ class Store:
             complete=bool(row["complete"]),
         )
 
-    def commit_block(self, commit: BlockCommit, *, key: str, run_id: str) -> None:
-        """Store one block's events, findings and rejects and move the file's checkpoint.
+    def commit(self, commit: Commit, *, run_id: str) -> None:
+        """Store a commit's events, findings and rejects and move its files' checkpoints.
 
         All of it happens in one transaction.
 
         Raises:
-            StoreError: the write failed; nothing of the block was stored.
+            StoreError: the write failed; nothing of the commit was stored.
         """
         now = datetime.now(UTC)
         with self._transaction():
-            for stream, table in commit.events.items():
-                if table.num_rows:
-                    self._append(stream_table(stream), table)
-            if commit.findings.num_rows:
-                self._insert_findings(commit.findings)
-            if commit.rejects:
-                self._insert_rejects(commit.rejects, key=key, run_id=run_id, at=now)
-            position = commit.position
-            self._exec(
-                """UPDATE furui_files SET path = ?, "offset" = ?, line = ?, state = ?,
-                       "check" = ?, events = events + ?, rejects = rejects + ?,
-                       skipped = skipped + ?, complete = false, updated_at = ?
-                   WHERE file_key = ?""",
-                [
-                    str(commit.log.path),
-                    position.offset,
-                    position.line,
-                    position.state,
-                    position.check,
-                    commit.rows,
-                    len(commit.rejects),
-                    commit.skipped,
-                    now,
-                    key,
-                ],
-            )
+            for stream, table in commit.tables().items():
+                self._tables.append(stream_table(stream), table)
+            findings = commit.all_findings()
+            if findings is not None:
+                self._insert_findings(findings)
+            for ruleset, state in commit.detector_states.items():
+                self._exec(
+                    """INSERT OR REPLACE INTO furui_detectors VALUES (?, ?, ?)""",
+                    [ruleset, state, now],
+                )
+            for progress in commit.files.values():
+                log, position = progress.log, progress.position
+                self._exec(
+                    """INSERT INTO furui_files (file_key, path, head_len, format, log_type,
+                           "offset", line, state, "check", events, rejects, skipped, complete,
+                           updated_at)
+                       VALUES (?, ?, ?, ?, ?, 0, 1, '', '', 0, 0, 0, false, ?)
+                       ON CONFLICT (file_key) DO NOTHING""",
+                    [
+                        progress.key,
+                        str(log.path),
+                        log.identity.head_len,
+                        log.format.value,
+                        log.log_type,
+                        now,
+                    ],
+                )
+                self._exec(
+                    """UPDATE furui_files SET path = ?, "offset" = ?, line = ?, state = ?,
+                           "check" = ?, events = events + ?, rejects = rejects + ?,
+                           skipped = skipped + ?, complete = ?, disk_size = ?, disk_mtime = ?,
+                           error = ?, updated_at = ?
+                       WHERE file_key = ?""",
+                    [
+                        str(log.path),
+                        position.offset,
+                        position.line,
+                        position.state,
+                        position.check,
+                        progress.rows,
+                        len(progress.rejects),
+                        progress.skipped,
+                        progress.complete is not None,
+                        *(progress.complete or (None, None, None)),
+                        now,
+                        progress.key,
+                    ],
+                )
+                if progress.rejects:
+                    self._insert_rejects(progress.rejects, key=progress.key, run_id=run_id, at=now)
 
-    def mark_complete(
-        self, key: str, *, disk_size: int, disk_mtime: float, error: str | None = None
-    ) -> None:
-        """Record that a file was read to its end (or to where it became unreadable)."""
-        self._exec(
-            """UPDATE furui_files SET complete = true, disk_size = ?, disk_mtime = ?, error = ?,
-                   updated_at = ? WHERE file_key = ?""",
-            [disk_size, disk_mtime, error, datetime.now(UTC), key],
-        )
-
-    def ensure_file(self, log: LogFile, key: str) -> None:
-        """Register a file before its first block is committed."""
-        self._exec(
-            """INSERT INTO furui_files (file_key, path, head_len, format, log_type, "offset",
-                   line, state, "check", events, rejects, skipped, complete, updated_at)
-               VALUES (?, ?, ?, ?, ?, 0, 1, '', '', 0, 0, 0, false, ?)
-               ON CONFLICT (file_key) DO NOTHING""",
-            [
-                key,
-                str(log.path),
-                log.identity.head_len,
-                log.format.value,
-                log.log_type,
-                datetime.now(UTC),
-            ],
-        )
-
-    def _file_rows(self, where: str, params: list[object]) -> list[dict[str, Any]]:
-        rows = self._db.sql(f"SELECT * FROM furui_files WHERE {where}", params=params)
-        found: list[dict[str, Any]] = rows.to_arrow_table().to_pylist()
-        return found
-
-    def _file_row(self, where: str, params: list[object]) -> dict[str, Any] | None:
-        rows = self._file_rows(where, params)
-        return rows[0] if rows else None
+    def detector_state(self, ruleset: str) -> bytes:
+        """The state a detector had at the last commit (empty if none)."""
+        rows = self._db.execute(
+            "SELECT state FROM furui_detectors WHERE ruleset = ?", [ruleset]
+        ).fetchall()
+        return bytes(rows[0][0]) if rows else b""
 
     # -- runs and quarantine ----------------------------------------------------------
 
@@ -283,29 +245,34 @@ class Store:
         """Insert or replace incidents by id, keeping each one's analyst status."""
         if not incidents.num_rows:
             return
+        ids = incidents.column("event.id")
         with self._transaction():
-            self._db.register("incoming", incidents)
-            try:
-                if not self._exists(INCIDENTS):
-                    self._exec(
-                        f"""CREATE TABLE {INCIDENTS} AS SELECT *,
-                               '{STATUS_OPEN}'::VARCHAR AS "furui.status",
-                               now() AS "furui.updated_at" FROM incoming LIMIT 0"""
+            statuses: dict[str, str] = {}
+            if self._exists(INCIDENTS):
+                self._db.register("incoming_ids", pa.table({"id": ids}))
+                try:
+                    statuses = dict(
+                        self._db.execute(
+                            f"""SELECT "event.id", "furui.status" FROM {INCIDENTS}
+                            WHERE "event.id" IN (SELECT id FROM incoming_ids)"""
+                        ).fetchall()
                     )
-                self._exec(
-                    f"""CREATE OR REPLACE TEMP TABLE incoming_status AS
-                        SELECT i.*, coalesce(o."furui.status", '{STATUS_OPEN}') AS "furui.status",
-                               now() AS "furui.updated_at"
-                        FROM incoming i LEFT JOIN {INCIDENTS} o USING ("event.id")"""
-                )
-                self._exec(
-                    f"""DELETE FROM {INCIDENTS}
-                        WHERE "event.id" IN (SELECT "event.id" FROM incoming)"""
-                )
-                self._exec(f"INSERT INTO {INCIDENTS} BY NAME SELECT * FROM incoming_status")
-                self._exec("DROP TABLE incoming_status")
-            finally:
-                self._db.unregister("incoming")
+                    self._exec(
+                        f"""DELETE FROM {INCIDENTS}
+                            WHERE "event.id" IN (SELECT id FROM incoming_ids)"""
+                    )
+                finally:
+                    self._db.unregister("incoming_ids")
+            kept = pa.array([statuses.get(i, STATUS_OPEN) for i in ids.to_pylist()], pa.string())
+            now = pa.repeat(
+                pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC")), incidents.num_rows
+            )
+            self._tables.append(
+                INCIDENTS,
+                incidents.append_column("furui.status", kept).append_column(
+                    "furui.updated_at", now
+                ),
+            )
 
     def incidents(self) -> pa.Table:
         """Every incident, riskiest first."""
@@ -346,7 +313,7 @@ class Store:
         return [str(r[0]) for r in rows]
 
     def query(self, sql: str) -> pa.Table:
-        """Run a read-only SQL query against the store (for notebooks and tests)."""
+        """Run SQL against the store (for notebooks and tests) and return the result."""
         return self._db.sql(sql).to_arrow_table()
 
     # -- internals --------------------------------------------------------------------
@@ -358,14 +325,13 @@ class Store:
             rows = self._db.execute(
                 "SELECT value FROM furui_meta WHERE key = 'schema_version'"
             ).fetchall()
-            row = rows[0] if rows else None
         except duckdb.Error as error:
             raise StoreError(f"{self.path}: not a usable Furui store: {error}") from error
-        if row is None:
+        if not rows:
             self._exec("INSERT INTO furui_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
-        elif row[0] != SCHEMA_VERSION:
+        elif rows[0][0] != SCHEMA_VERSION:
             raise StoreError(
-                f"{self.path}: store schema version {row[0]}, this Furui needs {SCHEMA_VERSION}"
+                f"{self.path}: store schema version {rows[0][0]}, this Furui needs {SCHEMA_VERSION}"
             )
 
     @contextmanager
@@ -375,9 +341,11 @@ class Store:
             yield
         except duckdb.Error as error:
             self._exec("ROLLBACK")
+            self._tables = TableWriter(self._db)  # cached schemas may describe rolled-back DDL
             raise StoreError(f"{self.path}: write failed: {error}") from error
         except BaseException:
             self._exec("ROLLBACK")
+            self._tables = TableWriter(self._db)
             raise
         self._exec("COMMIT")
 
@@ -391,54 +359,14 @@ class Store:
         ).fetchall()
         return bool(rows[0][0])
 
-    def _append(self, table: str, batch: pa.Table) -> None:
-        """Append a batch, adding columns it brings and reconciling conflicting types."""
-        known = self._columns.get(table)
-        if known is None and self._exists(table):
-            known = self._describe(table)
-        # an all-null column carries no type: store it under the table's type, or not at all
-        nulls = [f.name for f in batch.schema if pa.types.is_null(f.type)]
-        batch = batch.drop_columns([n for n in nulls if known is None or n not in known])
-        self._db.register("batch", batch)
-        try:
-            if known is None:
-                self._exec(f"CREATE TABLE {table} AS SELECT * FROM batch LIMIT 0")
-                known = self._describe(table)
-            incoming = dict(
-                self._db.execute("SELECT column_name, column_type FROM (DESCRIBE batch)").fetchall()
-            )
-            changed = False
-            for name, kind in incoming.items():
-                if name not in known:
-                    self._exec(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
-                    changed = True
-                elif known[name] != kind and kind != _NULL_TYPE:
-                    wider = _wider(known[name], kind)
-                    if wider != known[name]:
-                        self._exec(f'ALTER TABLE {table} ALTER "{name}" TYPE {wider}')
-                        changed = True
-            if changed:
-                known = self._describe(table)
-            self._columns[table] = known
-            to_text = [
-                n
-                for n, k in incoming.items()
-                if known[n] == "VARCHAR" and k not in ("VARCHAR", _NULL_TYPE)
-            ]
-            if to_text:
-                self._db.unregister("batch")
-                for name in to_text:
-                    index = batch.column_names.index(name)
-                    batch = batch.set_column(index, name, to_type(batch.column(name), pa.string()))
-                self._db.register("batch", batch)
-            self._exec(f"INSERT INTO {table} BY NAME SELECT * FROM batch")
-        finally:
-            self._db.unregister("batch")
+    def _file_rows(self, where: str, params: list[object]) -> list[dict[str, Any]]:
+        rows = self._db.sql(f"SELECT * FROM furui_files WHERE {where}", params=params)
+        found: list[dict[str, Any]] = rows.to_arrow_table().to_pylist()
+        return found
 
-    def _describe(self, table: str) -> dict[str, str]:
-        return dict(
-            self._db.execute(f"SELECT column_name, column_type FROM (DESCRIBE {table})").fetchall()
-        )
+    def _file_row(self, where: str, params: list[object]) -> dict[str, Any] | None:
+        rows = self._file_rows(where, params)
+        return rows[0] if rows else None
 
     def _insert_findings(self, findings: pa.Table) -> None:
         if not self._exists(FINDINGS):
@@ -448,7 +376,8 @@ class Store:
             self._db.unregister("fs")
         self._db.register("fs", findings)
         try:
-            self._exec(f"INSERT OR IGNORE INTO {FINDINGS} BY NAME SELECT * FROM fs")
+            # a finding emitted again (a window that grew) replaces the earlier one
+            self._exec(f"INSERT OR REPLACE INTO {FINDINGS} BY NAME SELECT * FROM fs")
         finally:
             self._db.unregister("fs")
 
@@ -474,24 +403,6 @@ class Store:
             self._exec("INSERT INTO furui_quarantine BY NAME SELECT * FROM rj")
         finally:
             self._db.unregister("rj")
-
-
-_INTEGERS: Final = frozenset(
-    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER"}
-)
-_NUMBERS: Final = _INTEGERS | {"FLOAT", "DOUBLE"}
-_NULL_TYPE: Final = '"NULL"'
-
-
-def _wider(existing: str, incoming: str) -> str:
-    """The column type that holds values of both types (text when nothing narrower does)."""
-    if existing == incoming:
-        return existing
-    if existing in _INTEGERS and incoming in _INTEGERS:
-        return "BIGINT"
-    if existing in _NUMBERS and incoming in _NUMBERS:
-        return "DOUBLE"
-    return "VARCHAR"
 
 
 def _quote(value: str) -> str:

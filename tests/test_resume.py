@@ -88,6 +88,15 @@ class _CrashingAlerts:
             raise _CrashError
         return self.inner.observe(stream, events)
 
+    def finish(self) -> pa.Table:
+        return self.inner.finish()
+
+    def snapshot(self) -> bytes:
+        return self.inner.snapshot()
+
+    def restore(self, state: bytes) -> None:
+        self.inner.restore(state)
+
 
 def test_crash_mid_file_then_resume_gives_the_clean_result(
     settings: Settings, tmp_path: Path

@@ -17,7 +17,13 @@ class Detector(Protocol):
     """Turns normalised events into findings.
 
     Detectors are pure objects over event batches: no I/O, no threads. ``observe`` is
-    called once per batch of each stream listed in ``streams``, in file order.
+    called once per batch of each stream listed in ``streams``, in file order (streams
+    interleave: one file's batches, then the next file's). ``finish`` is called when the
+    input of a run is exhausted, for findings of windows still open. A detector that keeps
+    state across batches returns it from ``snapshot``; the store saves it with every commit
+    and hands it back to ``restore`` when the next run starts, so results do not depend on
+    where runs or crashes cut the input. Findings are identified by ``finding.id``: a
+    finding emitted again with the same id (a window that grew) replaces the earlier one.
     """
 
     @property
@@ -33,6 +39,34 @@ class Detector(Protocol):
     def observe(self, stream: str, events: pa.Table) -> pa.Table:
         """Findings (``FINDING_SCHEMA``) for one batch of events; possibly empty."""
         ...
+
+    def finish(self) -> pa.Table:
+        """Findings still pending when the run's input ends; possibly empty."""
+        ...
+
+    def snapshot(self) -> bytes:
+        """The detector's state, to be checkpointed; empty for a stateless detector."""
+        ...
+
+    def restore(self, state: bytes) -> None:
+        """Take back a state returned by ``snapshot`` in an earlier run."""
+        ...
+
+
+class Stateless:
+    """Defaults for detectors that judge each event on its own."""
+
+    def finish(self) -> pa.Table:
+        """Nothing is pending."""
+        return empty_findings()
+
+    def snapshot(self) -> bytes:
+        """No state."""
+        return b""
+
+    def restore(self, state: bytes) -> None:
+        """No state to take back."""
+        del state
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +98,7 @@ def build_findings(
     rule_category: pa.Array | None,
     ruleset: str,
     techniques: pa.Array | None = None,
+    message: pa.Array | None = None,
 ) -> pa.Table:
     """Assemble finding rows from attributed events and per-event rule columns.
 
@@ -99,6 +134,11 @@ def build_findings(
         ),
         "rule.ruleset": pa.repeat(pa.scalar(ruleset), n),
         "event.risk_score": pa.array(attributed.score, pa.float64()),
+        "message": (
+            pc.cast(message.take(take), pa.string())
+            if message is not None
+            else pa.nulls(n, pa.string())
+        ),
         "threat.technique.id": (
             techniques.take(take)
             if techniques is not None

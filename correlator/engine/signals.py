@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from correlator.engine.attribution import attribute
-from correlator.engine.base import build_findings, empty_findings
+from correlator.engine.base import Stateless, build_findings, empty_findings
 from correlator.errors import ConfigError
 from correlator.normalise.addresses import Networks
 
@@ -78,7 +78,7 @@ def load_weights() -> SignalWeights:
 
 
 @dataclass(frozen=True, slots=True)
-class SuricataAlerts:
+class SuricataAlerts(Stateless):
     """Suricata ``alert`` events as findings."""
 
     weights: SuricataWeights
@@ -124,7 +124,7 @@ class SuricataAlerts:
 
 
 @dataclass(frozen=True, slots=True)
-class ZeekNotices:
+class ZeekNotices(Stateless):
     """Zeek ``notice.log`` entries as findings."""
 
     weights: NoticeWeights
@@ -162,6 +162,7 @@ class ZeekNotices:
             rule_name=note,
             rule_category=None,
             ruleset=self.ruleset,
+            message=_strings(events, "rule.description"),
         )
 
 

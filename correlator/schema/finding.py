@@ -29,6 +29,7 @@ FINDING_SCHEMA: Final = pa.schema(
         pa.field("rule.category", pa.string()),
         pa.field("rule.ruleset", pa.string(), nullable=False),
         pa.field("event.risk_score", pa.float64(), nullable=False),
+        pa.field("message", pa.string()),  # why it fired, in words
         pa.field("threat.technique.id", STRINGS),
         pa.field("event.id", pa.string(), nullable=False),
         pa.field("event.dataset", pa.string(), nullable=False),

@@ -58,11 +58,14 @@ def unify(tables: list[pa.Table]) -> pa.Table:
     targets = {name: unified_type(order[name]) for name in names}
     aligned = []
     for table in tables:
-        arrays = [
-            to_type(table.column(name), target)
-            if name in table.column_names
-            else pa.nulls(table.num_rows, target)
-            for name, target in targets.items()
-        ]
+        arrays = [_aligned(table, name, target) for name, target in targets.items()]
         aligned.append(pa.Table.from_arrays(arrays, names=list(targets)))
     return pa.concat_tables(aligned)
+
+
+def _aligned(table: pa.Table, name: str, target: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """``table[name]`` as ``target``, without copying a column that already fits."""
+    if name not in table.column_names:
+        return pa.nulls(table.num_rows, target)
+    column = table.column(name)
+    return column if column.type == target else to_type(column, target)

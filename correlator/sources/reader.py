@@ -64,7 +64,7 @@ class BlockRead:
 class ReadLimits:
     """Bounds on reading: block size and the longest line accepted."""
 
-    block_bytes: int = 8 << 20
+    block_bytes: int = 4 << 20
     max_line_bytes: int = 16 << 20
 
 

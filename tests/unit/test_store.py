@@ -10,21 +10,28 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from correlator.commit import Commit
 from correlator.engine.base import empty_findings
 from correlator.errors import StoreError
 from correlator.sources.base import LogFormat
 from correlator.sources.files import FileIdentity, LogFile
 from correlator.sources.reader import Position
-from correlator.state import BlockCommit, Store
+from correlator.state import Store
 
 
 def _commit(store: Store, table: pa.Table, line: int) -> None:
     log = LogFile(Path("x.log"), LogFormat.ZEEK_JSON, "x", FileIdentity("k", 10, b"0123456789"))
-    store.commit_block(
-        BlockCommit(log, Position(line, line), {"zeek.x": table}, empty_findings(), [], 0),
+    commit = Commit()
+    commit.add(
         key="k",
-        run_id="r",
+        log=log,
+        position=Position(line, line),
+        events={"zeek.x": table},
+        findings=empty_findings(),
+        rejects=[],
+        skipped=0,
     )
+    store.commit(commit, run_id="r")
 
 
 def test_new_columns_are_added_and_conflicting_types_become_text(tmp_path: Path) -> None:
