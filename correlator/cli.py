@@ -262,17 +262,20 @@ def incidents_status(
 @settings_app.command("show")
 @_fail_cleanly
 def settings_show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
-    """Print the effective settings (defaults < site file < FURUI_* environment)."""
+    """Print the effective settings (defaults < site file < FURUI_* environment).
+
+    Secrets (API keys, passwords) are shown as ********** when set.
+    """
     settings = load_settings(config)
     data = settings.model_dump(mode="json")
     if json_output:
         sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    console = Console()
     for section, values in data.items():
-        console.print(f"[bold][{section}][/]")
+        typer.echo(f"[{section}]")
         for key, value in values.items():
-            console.print(f"{key} = {orjson.dumps(value).decode()}", highlight=False)
+            typer.echo(f"{key} = {orjson.dumps(value).decode()}")
+        typer.echo("")
 
 
 @app.command("version")

@@ -10,9 +10,17 @@ import ipaddress
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +81,43 @@ class StoreSettings(BaseModel):
         return self.path.with_name(f"{self.path.stem}-quarantine.ndjson")
 
 
+class ElasticsearchSettings(BaseModel):
+    """The Elasticsearch cluster of ``furui run`` and ``furui ship``."""
+
+    model_config = _FROZEN
+
+    urls: tuple[str, ...] = Field(min_length=1, description="Node URLs.")
+    api_key: SecretStr = Field(description="API key (id:key base64, or the encoded form).")
+    username: str = Field(description="User for basic authentication.")
+    password: SecretStr = Field(description="Password for basic authentication.")
+    ca_certs: str = Field(description="CA certificate file (PEM) for TLS.")
+    verify_certs: bool = Field(description="Verify the server's TLS certificate.")
+    request_timeout: float = Field(gt=0, description="Seconds per request.")
+    max_retries: int = Field(ge=0, description="Retries on connection errors and overload.")
+    layout: Literal["auto", "elastic-agent", "filebeat", "security-onion", "furui"] = Field(
+        description="Layout of the source indices."
+    )
+    source_indices: tuple[str, ...] = Field(description="Index patterns read by furui run.")
+    events_prefix: str = Field(description="Prefix of the indices furui ship writes.")
+    findings_index: str = Field(description="Index of findings.")
+    incidents_index: str = Field(description="Index of incidents.")
+    state_index: str = Field(description="Index of checkpoints.")
+    replicas: int = Field(ge=0, description="Replicas of the indices Furui creates.")
+    page_size: int = Field(ge=1, le=10000, description="Documents per page read.")
+    bulk_size: int = Field(ge=1, description="Documents per bulk request.")
+    lag_seconds: int = Field(ge=0, description="Read up to this long before now.")
+    poll_seconds: int = Field(gt=0, description="Polling interval of --follow.")
+    data_streams: bool = Field(description="Use data streams and ILM (full distribution).")
+
+    @model_validator(mode="after")
+    def _one_kind_of_credentials(self) -> ElasticsearchSettings:
+        if self.api_key.get_secret_value() and self.username:
+            raise ValueError("give an api_key or a username and password, not both")
+        if self.username and not self.password.get_secret_value():
+            raise ValueError("username given without a password")
+        return self
+
+
 class CorrelationSettings(BaseModel):
     """How findings become incidents."""
 
@@ -94,6 +139,7 @@ class Settings(BaseSettings):
     network: NetworkSettings
     ingest: IngestSettings
     store: StoreSettings
+    elasticsearch: ElasticsearchSettings
     correlation: CorrelationSettings
 
     @classmethod
