@@ -99,11 +99,14 @@ def build_findings(
     ruleset: str,
     techniques: pa.Array | None = None,
     message: pa.Array | None = None,
+    tactics: pa.Array | None = None,
+    allowlisted: pa.Array | None = None,
 ) -> pa.Table:
     """Assemble finding rows from attributed events and per-event rule columns.
 
     The finding id joins ruleset, rule, event and role, so the same evidence seen again
-    (a re-run, a resumed file) is recognised as the same finding.
+    (a re-run, a resumed file) is recognised as the same finding. ``allowlisted`` holds,
+    per event, the label of the allowlist entry that matched it (or null).
     """
     take = pa.array(attributed.rows)
     picked = events.take(take)
@@ -152,9 +155,20 @@ def build_findings(
         "source.ip": col("source.ip", pa.string()),
         "destination.ip": col("destination.ip", pa.string()),
         "destination.port": col("destination.port", pa.int32()),
+        "threat.tactic.id": (
+            tactics.take(take)
+            if tactics is not None
+            else pa.nulls(n, FINDING_SCHEMA.field("threat.tactic.id").type)
+        ),
+        "furui.allowlist": (
+            pc.cast(allowlisted.take(take), pa.string())
+            if allowlisted is not None
+            else pa.nulls(n, pa.string())
+        ),
     }
     return pa.Table.from_arrays(
-        [pc.cast(arrays[f.name], f.type) for f in FINDING_SCHEMA], schema=FINDING_SCHEMA
+        [pc.cast(arrays.get(f.name, pa.nulls(n, f.type)), f.type) for f in FINDING_SCHEMA],
+        schema=FINDING_SCHEMA,
     )
 
 

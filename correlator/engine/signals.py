@@ -20,8 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from correlator.engine.allowlist import Allowlist
 from correlator.engine.attribution import attribute
 from correlator.engine.base import Stateless, build_findings, empty_findings
+from correlator.engine.batch import Batch
 from correlator.errors import ConfigError
 from correlator.normalise.addresses import Networks
 
@@ -36,6 +38,8 @@ class SuricataWeights(BaseModel):
     severity: dict[int, float]
     victim_is_source: tuple[str, ...] = ()
     category: dict[str, float] = Field(default_factory=dict)
+    # alert category → ATT&CK tactic id, where the signature's metadata names none
+    tactic: dict[str, str] = Field(default_factory=dict)
 
 
 class NoticeWeights(BaseModel):
@@ -84,6 +88,7 @@ class SuricataAlerts(Stateless):
     weights: SuricataWeights
     internal: Networks
     inbound_factor: float
+    allowlist: Allowlist | None = None
 
     @property
     def ruleset(self) -> str:
@@ -97,7 +102,6 @@ class SuricataAlerts(Stateless):
 
     def observe(self, stream: str, events: pa.Table) -> pa.Table:
         """One finding per alert and internal host concerned."""
-        del stream
         if not events.num_rows or "rule.name" not in events.column_names:
             return empty_findings()
         signature = events.column("rule.name").combine_chunks()
@@ -113,13 +117,17 @@ class SuricataAlerts(Stateless):
         attributed = attribute(
             events, scores, reverse, internal=self.internal, inbound_factor=self.inbound_factor
         )
+        rule_ids = _strings(events, "rule.id")
         return build_findings(
             events,
             attributed,
-            rule_id=_strings(events, "rule.id"),
+            rule_id=rule_ids,
             rule_name=signature,
             rule_category=category,
             ruleset=self.ruleset,
+            techniques=_lists(events, "threat.technique.id"),
+            tactics=_tactics(events, category, self.weights.tactic),
+            allowlisted=_allowlisted(self.allowlist, stream, events, rule_ids, self.internal),
         )
 
 
@@ -130,6 +138,7 @@ class ZeekNotices(Stateless):
     weights: NoticeWeights
     internal: Networks
     inbound_factor: float
+    allowlist: Allowlist | None = None
 
     @property
     def ruleset(self) -> str:
@@ -143,7 +152,6 @@ class ZeekNotices(Stateless):
 
     def observe(self, stream: str, events: pa.Table) -> pa.Table:
         """One finding per notice and internal host concerned."""
-        del stream
         if not events.num_rows or "rule.name" not in events.column_names:
             return empty_findings()
         note = events.column("rule.name").combine_chunks()
@@ -163,7 +171,51 @@ class ZeekNotices(Stateless):
             rule_category=None,
             ruleset=self.ruleset,
             message=_strings(events, "rule.description"),
+            allowlisted=_allowlisted(self.allowlist, stream, events, note, self.internal),
         )
+
+
+def _allowlisted(
+    allowlist: Allowlist | None,
+    stream: str,
+    events: pa.Table,
+    rule_ids: pa.Array,
+    internal: Networks,
+) -> pa.Array | None:
+    """Per event, the allowlist entry it matches (signature, address, domain, JA3)."""
+    if not allowlist:
+        return None
+    return allowlist.label(Batch(stream, events, internal), rule_ids)
+
+
+def _lists(events: pa.Table, name: str) -> pa.Array | None:
+    """A list-of-text column, if the events have it (ET's ATT&CK metadata on alerts)."""
+    if name not in events.column_names:
+        return None
+    values = events.column(name).combine_chunks()
+    if pa.types.is_list(values.type):
+        return pc.cast(values, pa.list_(pa.string()))
+    text = pc.cast(values, pa.string())
+    return pc.split_pattern(text, ",")
+
+
+def _tactics(events: pa.Table, category: pa.Array, table: Mapping[str, str]) -> pa.Array:
+    """ATT&CK tactics of each alert: its own metadata, else its category's (signals.toml)."""
+    own = _lists(events, "threat.tactic.id")
+    keys = pa.array(list(table), pa.string())
+    index = pc.index_in(pc.cast(category, pa.string()), value_set=keys)
+    by_category = pa.array(list(table.values()), pa.string()).take(index)
+    mapped = pc.if_else(
+        pc.is_valid(by_category),
+        pa.ListArray.from_arrays(
+            pa.array(np.arange(len(category) + 1, dtype=np.int32)), pc.fill_null(by_category, "")
+        ),
+        pa.nulls(len(category), pa.list_(pa.string())),
+    )
+    if own is None:
+        return mapped
+    has_own = pc.greater(pc.fill_null(pc.list_value_length(own), 0), 0)
+    return pc.if_else(has_own, own, mapped)
 
 
 def _strings(events: pa.Table, name: str) -> pa.Array:

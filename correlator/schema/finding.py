@@ -39,5 +39,13 @@ FINDING_SCHEMA: Final = pa.schema(
         pa.field("source.ip", pa.string()),
         pa.field("destination.ip", pa.string()),
         pa.field("destination.port", pa.int32()),
+        # added with the rule engine (issue 4); null where a detector does not fill them
+        pa.field("rule.version", pa.string()),
+        pa.field("threat.tactic.id", STRINGS),
+        pa.field("furui.confidence", pa.float64()),  # 0–1; null means 1
+        pa.field("furui.events", pa.int64()),  # events the finding stands for; null means 1
+        pa.field("furui.event_ids", STRINGS),  # a bounded sample of them (event.id values)
+        pa.field("furui.allowlist", pa.string()),  # the allowlist entry that matched
+        pa.field("event.end", TIMESTAMP),  # last event of an aggregated finding
     ]
 )

@@ -1,0 +1,1 @@
+"""Rule kinds: one module per kind, registered in ``correlator/engine/registry.py``."""
