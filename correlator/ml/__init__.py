@@ -1,0 +1,6 @@
+"""The flow classifier: features, labelled data, training, evaluation, bundles and scoring.
+
+``features`` is the one definition of what the model sees, shared by training (``train``),
+offline scoring (``furui model score``) and the pipeline's detector (``detector``). Bundles
+(``bundle``) tie a fitted model to that definition by its schema hash and fail closed.
+"""

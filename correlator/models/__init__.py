@@ -1,0 +1,1 @@
+"""Model bundles shipped with Furui (package data; see ``correlator.ml.bundle``)."""

@@ -1,0 +1,185 @@
+"""The shipped model in the pipeline: findings on infected hosts, none on benign ones.
+
+Hosts and peers are the ones the datasets' READMEs name. The labelled captures were part
+of the shipped model's training data, so on them these are in-sample checks of the wiring;
+the Nmap capture (``002``, unlabelled) was never used for training and is out of sample.
+How the model does on captures it has not seen is measured in ``test_ml_training.py``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from correlator.errors import ModelError
+from correlator.ml.bundle import ModelBundle
+from correlator.ml.detector import HELD, RULESET, FlowClassifier
+from correlator.ml.explain import drivers
+from correlator.ml.features import FEATURES, INPUT_COLUMNS, describe, extract
+from correlator.normalise.addresses import Networks
+from correlator.pipeline import analyze
+from correlator.settings import Settings
+from correlator.sinks.ndjson import documents
+from correlator.state import Store
+from correlator.testing import DEFAULT_INTERNAL, load_events
+from tests.conftest import Runner, shared
+
+SME = ("stratosphere-ctu-sme-11-labelled", "zeek-labeled", "conn.log.labeled")
+REMCOS_HOST = "192.168.1.107"  # README: the infected Windows 7 VM
+REMCOS_C2 = "66.63.168.35"
+IOT = "iot23-labelled-subset"
+HAKAI = "CTU-Malware-Capture-8-1-labeled.csv"
+
+
+@pytest.fixture(scope="module")
+def bundle() -> ModelBundle:
+    return ModelBundle.load()
+
+
+def _detector(bundle: ModelBundle) -> FlowClassifier:
+    return FlowClassifier(bundle, Networks.of(list(DEFAULT_INTERNAL)), 0.5, 0.75)
+
+
+def _findings(detector: FlowClassifier, events: pa.Table) -> pa.Table:
+    return pa.concat_tables([detector.observe("zeek.connection", events), detector.finish()])
+
+
+def _ml_evidence(incident: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in incident["furui"]["evidence"] if e["rule"]["ruleset"] == RULESET]
+
+
+def test_held_flows_keep_every_feature_input() -> None:
+    assert set(INPUT_COLUMNS) <= set(HELD.names)
+
+
+def test_remcos_host_gets_an_explained_incident(run: Runner, bundle: ModelBundle) -> None:
+    report = run([shared(*SME)])
+    incidents = {d["host"]["ip"]: d for d in documents(report.incidents)}
+    assert REMCOS_HOST in incidents
+    incident = incidents[REMCOS_HOST]
+    assert incident["furui"]["model"] == bundle.ref
+    (evidence,) = _ml_evidence(incident)
+    assert evidence["rule"]["id"] == bundle.ref
+    assert REMCOS_C2 in evidence["peers"]
+    assert evidence["score"] >= 100 * bundle.threshold * 0.75
+    # the explanation names features in words, as features.describe says them
+    message = evidence["message"]
+    assert message.startswith(f"flow classifier {bundle.ref}: probability ")
+    phrases = {f.phrase.split("{v}")[-1].strip() for f in FEATURES}
+    assert sum(p in message for p in phrases if p) >= 2, message
+    # the C2 flows are referenced by their Zeek uids
+    assert evidence["references"]["zeek"]["session_id"]
+
+
+def test_benign_hosts_of_the_remcos_capture_get_nothing(bundle: ModelBundle) -> None:
+    events = load_events(shared(*SME)).stream("zeek.connection")
+    findings = _findings(_detector(bundle), events)
+    assert set(findings.column("host.ip").to_pylist()) == {REMCOS_HOST}
+    assert set(findings.column("destination.ip").to_pylist()) == {REMCOS_C2}
+
+
+@pytest.mark.parametrize(
+    "name", ["CTU-Honeypot-Capture-4-1-labeled.csv", "CTU-Honeypot-Capture-5-1-labeled.csv"]
+)
+def test_benign_iot_devices_get_no_findings(bundle: ModelBundle, name: str) -> None:
+    """A Philips HUE and an Amazon Echo, benign for 24 and 5.4 hours."""
+    events = load_events(shared(IOT, name)).stream("zeek.connection")
+    assert _findings(_detector(bundle), events).num_rows == 0
+
+
+def test_unseen_nmap_scanner_is_flagged_as_source(bundle: ModelBundle) -> None:
+    """Capture 002 (Nmap scans from 172.16.1.11) was never used for training."""
+    events = load_events(
+        shared("stratosphere-ctu-zeek", "002-zeek-scenario-port-scanning", "conn.log")
+    ).stream("zeek.connection")
+    findings = _findings(_detector(bundle), events)
+    roles = Counter(
+        zip(
+            findings.column("host.ip").to_pylist(),
+            findings.column("furui.role").to_pylist(),
+            strict=True,
+        )
+    )
+    assert roles.most_common(1)[0][0] == ("172.16.1.11", "source")
+    assert roles[("172.16.1.11", "source")] > 0.5 * events.num_rows
+
+
+def test_streaming_and_resuming_score_like_one_pass(bundle: ModelBundle) -> None:
+    """Windows are scored once closed; state saved between batches changes nothing."""
+    events = load_events(shared(IOT, HAKAI)).stream("zeek.connection")
+    whole = _findings(_detector(bundle), events)
+    state, parts, progressive = b"", [], 0
+    for start in range(0, events.num_rows, 1500):
+        detector = _detector(bundle)
+        detector.restore(state)  # a new run picks up where the last stopped
+        part = detector.observe("zeek.connection", events.slice(start, 1500))
+        progressive += part.num_rows
+        parts.append(part)
+        state = detector.snapshot()
+    last = _detector(bundle)
+    last.restore(state)
+    parts.append(last.finish())
+    streamed = pa.concat_tables(parts)
+    assert progressive > 0.5 * whole.num_rows  # most findings came before the end
+    assert sorted(streamed.column("finding.id").to_pylist()) == sorted(
+        whole.column("finding.id").to_pylist()
+    )
+    scores = dict(
+        zip(
+            whole.column("finding.id").to_pylist(),
+            whole.column("event.risk_score").to_pylist(),
+            strict=True,
+        )
+    )
+    for fid, score in zip(
+        streamed.column("finding.id").to_pylist(),
+        streamed.column("event.risk_score").to_pylist(),
+        strict=True,
+    ):
+        assert score == scores[fid]
+
+
+def test_ml_off_is_explicit_and_recorded(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    off = settings.model_copy(update={"ml": settings.ml.model_copy(update={"enabled": False})})
+    with Store.open(off.store.path) as store, caplog.at_level("WARNING"):
+        report = analyze([shared(*SME)], off, store)
+    docs = documents(report.incidents)
+    assert all(d["furui"]["model"] == "disabled" for d in docs)
+    assert not any(_ml_evidence(d) for d in docs)
+    assert "ml.enabled = false" in caplog.text
+
+
+def test_a_bad_bundle_stops_the_run(settings: Settings, tmp_path: Path) -> None:
+    """Fail closed: a configured bundle that does not verify is never skipped or replaced."""
+    bad = settings.model_copy(
+        update={"ml": settings.ml.model_copy(update={"path": str(tmp_path / "nothing")})}
+    )
+    with Store.open(bad.store.path) as store, pytest.raises(ModelError, match="no model bundle"):
+        analyze([shared(*SME)], bad, store)
+
+
+def test_explanations_name_the_drivers_with_their_values(bundle: ModelBundle) -> None:
+    events = load_events(shared(*SME)).stream("zeek.connection")
+    findings = _findings(_detector(bundle), events)
+    matrix = extract(events)
+    ids = events.column("event.id").to_pylist()
+    for event_id, message in zip(
+        findings.column("event.id").to_pylist()[:20],
+        findings.column("message").to_pylist()[:20],
+        strict=True,
+    ):
+        row = matrix[ids.index(event_id)]
+        (named,) = drivers(bundle, row[None, :])
+        assert named, "a flagged flow has at least one driving feature"
+        for index in named:
+            assert describe(index, float(row[index])) in message
+        # setting the drivers to their benign reference lowers the score
+        calmer = row.copy()
+        calmer[named] = bundle.reference()[named]
+        assert bundle.probability(calmer[None, :])[0] < bundle.probability(row[None, :])[0]
