@@ -1,0 +1,1 @@
+"""Elasticsearch: the distributed store Furui reads events from and writes incidents to."""
