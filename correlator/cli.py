@@ -18,20 +18,15 @@ import orjson
 import pyarrow as pa
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
-from correlator import __version__, log
+from correlator import __version__, kibana, log
+from correlator.cli_es import run_command, ship_command
+from correlator.cli_model import model_app
+from correlator.cli_rules import rules_app
 from correlator.errors import ExitCode, FuruiError
 from correlator.pipeline import RunReport, analyze
+from correlator.progress import RichProgress
 from correlator.settings import Settings, load_settings
 from correlator.sinks.ndjson import append_quarantine, documents, write_incidents
 from correlator.state import Store
@@ -66,6 +61,10 @@ incidents_app = typer.Typer(help="Look at and triage incidents in the store.", n
 settings_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(settings_app, name="settings")
+kibana_app = typer.Typer(help="Kibana saved objects for Furui's indices.", no_args_is_help=True)
+app.add_typer(kibana_app, name="kibana")
+app.add_typer(model_app, name="model")
+app.add_typer(rules_app, name="rules")
 
 ConfigOption = Annotated[
     Path | None,
@@ -110,41 +109,6 @@ def _settings(config: Path | None, db: Path | None) -> Settings:
             update={"store": settings.store.model_copy(update={"path": db})}
         )
     return settings
-
-
-class RichProgress:
-    """Reading progress as a rich bar on stderr (bytes on disk)."""
-
-    def __init__(self, console: Console) -> None:
-        self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-        self._task: TaskID | None = None
-
-    def start(self, total_bytes: int, files: int) -> None:
-        """Show the bar."""
-        self._bar.start()
-        self._task = self._bar.add_task(f"Reading {files} files", total=total_bytes)
-
-    def file(self, path: Path) -> None:
-        """Name the file being read."""
-        if self._task is not None:
-            self._bar.update(self._task, description=f"Reading {path.name}")
-
-    def advance(self, disk_bytes: int) -> None:
-        """Move the bar."""
-        if self._task is not None:
-            self._bar.advance(self._task, disk_bytes)
-
-    def stop(self) -> None:
-        """Remove the bar."""
-        self._bar.stop()
 
 
 @app.command("analyze")
@@ -278,6 +242,27 @@ def settings_show(config: ConfigOption = None, json_output: JsonOption = False) 
         typer.echo("")
 
 
+@kibana_app.command("export")
+@_fail_cleanly
+def kibana_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write data views, saved searches and a dashboard for Kibana's import (NDJSON).
+
+    Import them in Kibana under Stack Management > Saved Objects > Import, or with
+    `curl -X POST <kibana>/api/saved_objects/_import?overwrite=true -H 'kbn-xsrf: true'
+    --form file=@furui.ndjson`. Index names follow the [elasticsearch] settings.
+    """
+    text = kibana.ndjson(kibana.saved_objects(load_settings(config).elasticsearch))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
 @app.command("version")
 def version() -> None:
     """Print Furui's version."""
@@ -383,6 +368,10 @@ def _print_summary(
             f"{len(report.passed_over)} files passed over (not logs); `--json` lists them."
         )
     console.print(f"{written} incidents written to {output}.")
+
+
+app.command("ship")(_fail_cleanly(ship_command))
+app.command("run")(_fail_cleanly(run_command))
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     INPUT = 3
     CONFIG = 4
+    UNAVAILABLE = 5
+    MODEL = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,18 @@ class NormaliseError(FuruiError):
         super().__init__(f"{location}: {reason}")
         self.location = location
         self.reason = reason
+
+
+class ServiceError(FuruiError):
+    """A service Furui depends on (Elasticsearch) is unreachable or refused a request."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class ModelError(FuruiError):
+    """A model bundle is missing, altered, or made for other code; it is never replaced."""
+
+    exit_code = ExitCode.MODEL
 
 
 class StoreError(FuruiError):

@@ -6,8 +6,6 @@ Elasticsearch mode run the same steps with other sources and sinks.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
 import time
 import uuid
@@ -23,26 +21,17 @@ from correlator.commit import Commit
 from correlator.correlate import CorrelationParams, correlate
 from correlator.engine.base import Detector, empty_findings
 from correlator.engine.signals import SuricataAlerts, ZeekNotices, load_weights
-from correlator.errors import InputError
+from correlator.ml.detector import build_ml_detectors, ml_provenance
 from correlator.normalise import NormaliseContext, normalise
 from correlator.normalise.addresses import Networks
 from correlator.schema.unify import unify
 from correlator.settings import Settings
 from correlator.sources.base import Reject
 from correlator.sources.files import LogFile, Skipped, discover
-from correlator.sources.reader import (
-    BlockRead,
-    IdentityMismatchError,
-    Position,
-    ReadLimits,
-    read_log,
-)
+from correlator.sources.reader import BlockRead, Position, ReadLimits, resume
 from correlator.state import FileState, Store
 
 logger = logging.getLogger(__name__)
-
-#: Different files beginning with the same bytes that one store tells apart.
-_MAX_IDENTITY_ATTEMPTS = 8
 
 
 class Progress(Protocol):
@@ -109,12 +98,17 @@ class RunReport:
 
 def build_detectors(settings: Settings) -> list[Detector]:
     """The detectors a run uses, configured from settings."""
+    from correlator.engine.detector import build_rule_engine, site_allowlist  # noqa: PLC0415
+
     weights = load_weights()
     networks = Networks.of(list(settings.network.internal))
     factor = settings.correlation.inbound_factor
+    allowlist = site_allowlist(settings)
     return [
-        SuricataAlerts(weights.suricata, networks, factor),
-        ZeekNotices(weights.zeek_notice, networks, factor),
+        SuricataAlerts(weights.suricata, networks, factor, allowlist),
+        ZeekNotices(weights.zeek_notice, networks, factor, allowlist),
+        build_rule_engine(settings, networks, allowlist),
+        *build_ml_detectors(settings, networks, factor),
     ]
 
 
@@ -177,6 +171,7 @@ def analyze(
     params = CorrelationParams(
         window_seconds=settings.correlation.window_seconds,
         max_references=settings.correlation.max_references,
+        model=ml_provenance(settings),
     )
     store.upsert_incidents(correlate(findings, params))
     report.incidents = store.incidents()
@@ -258,29 +253,19 @@ def _read_file(log: LogFile, run: _Run) -> FileReport:
 def _open_at_checkpoint(
     log: LogFile, run: _Run, state: FileState | None
 ) -> tuple[str, Position, Iterator[BlockRead]]:
-    """Start reading ``log`` at its checkpoint, under the key its content proves.
+    """Start reading ``log`` at its checkpoint (see :func:`sources.reader.resume`)."""
 
-    A file that begins like another one read before (same first KiB) shares its content
-    key; the bytes before the checkpoint tell them apart, and the newcomer gets a key of its
-    own (derived from its path), so it is read from its start and never taken for the other.
-    """
-    key = state.key if state is not None else log.identity.key
-    for attempt in range(_MAX_IDENTITY_ATTEMPTS):
-        start = state.position if state is not None else Position()
-        blocks = read_log(log, start, run.limits, key=key)
-        try:
-            first = next(blocks, None)
-        except IdentityMismatchError:
-            key = _alternate_key(log, attempt + 1)
-            state = run.store.file_state(log, key=key)
-            continue
-        return key, start, itertools.chain([first] if first is not None else [], blocks)
-    raise InputError(f"{log.path}: too many different files begin like this one")
+    def lookup(key: str) -> Position | None:
+        found = run.store.file_state(log, key=key)
+        return found.position if found is not None else None
 
-
-def _alternate_key(log: LogFile, attempt: int) -> str:
-    path = hashlib.sha256(str(log.path).encode()).hexdigest()[:8]
-    return f"{log.identity.key}-{path}-{attempt}"
+    return resume(
+        log,
+        run.limits,
+        key=state.key if state is not None else log.identity.key,
+        start=state.position if state is not None else Position(),
+        lookup=lookup,
+    )
 
 
 def _flush(run: _Run) -> None:

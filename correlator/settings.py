@@ -109,6 +109,22 @@ class ElasticsearchSettings(BaseModel):
     poll_seconds: int = Field(gt=0, description="Polling interval of --follow.")
     data_streams: bool = Field(description="Use data streams and ILM (full distribution).")
 
+    @field_validator("events_prefix", "findings_index", "incidents_index", "state_index")
+    @classmethod
+    def _index_name(cls, value: str) -> str:
+        # Elasticsearch's rules for index (and template) names
+        if (
+            not value
+            or value != value.lower()
+            or value[0] in "-_+."
+            or any(c in value for c in ' "*\\<|,>/?#:')
+        ):
+            raise ValueError(
+                f"{value!r} is not a valid index name (lower case, no spaces or "
+                '* \\ / ? " < > | , # :, not starting with - _ + .)'
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_kind_of_credentials(self) -> ElasticsearchSettings:
         if self.api_key.get_secret_value() and self.username:
@@ -128,6 +144,49 @@ class CorrelationSettings(BaseModel):
     max_references: int = Field(ge=1, description="Evidence references kept per rule.")
 
 
+class RulesSettings(BaseModel):
+    """The heuristic rule engine (docs/rules.md)."""
+
+    model_config = _FROZEN
+
+    enabled: bool = Field(description="Run the heuristic rules (ruleset furui).")
+    paths: tuple[str, ...] = Field(description="Site rule folders, read besides the pack.")
+    min_maturity: Literal["experimental", "production"] = Field(
+        description="Least maturity of a rule that runs."
+    )
+    disabled: tuple[str, ...] = Field(description="Rule ids that never run.")
+    allowlist: str = Field(description="Allowlist TOML file; empty: none.")
+    max_evidence: int = Field(ge=1, le=1000, description="Event ids kept per finding.")
+    lateness_seconds: int = Field(ge=0, description="How late events may arrive.")
+    max_groups: int = Field(ge=1000, description="Groups or terms kept per rule kind.")
+    max_timestamps: int = Field(ge=4, description="Connection times kept per beacon.")
+    max_distinct: int = Field(ge=2, description="Distinct values counted per group.")
+    max_steps: int = Field(ge=1, description="Events kept per sequence key and step.")
+
+
+class MlSettings(BaseModel):
+    """The flow classifier and the optional novelty signal (docs/model.md)."""
+
+    model_config = _FROZEN
+
+    enabled: bool = Field(
+        description="Score Zeek conn flows with the model; false runs without ML, and "
+        "incidents then record furui.model = disabled."
+    )
+    path: str = Field(description="Model bundle folder; empty: the bundle shipped in Furui.")
+    expected_version: str = Field(
+        pattern=r"^\d{4}\.(0[1-9]|1[0-2])\.[1-9]\d*$",
+        description="The only bundle version accepted (CalVer YYYY.MM.N).",
+    )
+    weight: float = Field(gt=0, le=1, description="Finding score = 100 × probability × weight.")
+    novelty_path: str = Field(
+        description="Novelty bundle fitted on this site's traffic; empty: no novelty signal."
+    )
+    novelty_weight: float = Field(
+        gt=0, le=1, description="Finding score = 100 × anomaly score × novelty_weight."
+    )
+
+
 class Settings(BaseSettings):
     """All of Furui's settings."""
 
@@ -141,6 +200,8 @@ class Settings(BaseSettings):
     store: StoreSettings
     elasticsearch: ElasticsearchSettings
     correlation: CorrelationSettings
+    ml: MlSettings
+    rules: RulesSettings
 
     @classmethod
     def settings_customise_sources(

@@ -26,7 +26,7 @@ from correlator.sources.files import LogFile
 from correlator.sources.reader import Position
 from correlator.tables import TableWriter
 
-SCHEMA_VERSION: Final = "1"
+SCHEMA_VERSION: Final = "2"  # 2: findings carry rule versions, tactics, confidence, allowlist
 FINDINGS: Final = "furui_findings"
 INCIDENTS: Final = "furui_incidents"
 STATUS_OPEN: Final = "open"

@@ -19,6 +19,7 @@ from correlator.normalise.core import (
 from correlator.normalise.mapping import LogMapping, load_mapping
 from correlator.normalise.zeek_types import safe_cast
 from correlator.schema.event import CORE_SCHEMA, TIMESTAMP
+from correlator.schema.flat import flatten
 from correlator.sources.base import RawBatch
 
 MODULE: Final = "suricata"
@@ -39,7 +40,7 @@ def normalise_eve(batch: RawBatch, context: NormaliseContext) -> Iterator[Normal
     Yields:
         Events of one event type each, with that type's rejects.
     """
-    table = _flatten(batch.table)
+    table = flatten(batch.table, escape_dots=True)
     if "event_type" not in table.column_names:
         rows = np.arange(table.num_rows)
         yield Normalised(
@@ -118,30 +119,6 @@ def _zoned(stamps: pa.Array) -> pa.Array:
     text = pc.cast(stamps, pa.string())
     has_zone = pc.match_substring_regex(text, r"(Z|[+-]\d{2}:?\d{2})$").fill_null(True)
     return pc.if_else(has_zone, text, pc.binary_join_element_wise(text, "Z", ""))
-
-
-def _flatten(table: pa.Table) -> pa.Table:
-    """Nested objects to dotted columns; dots inside eve keys become ``_``.
-
-    Some eve objects use dotted keys (``vars.flowbits["ET.http.javaclient"]``); left as they
-    are, one name would be both a value and a parent of another (``ET.http.javaclient`` and
-    ``ET.http.javaclient.vulnerable``), which Elasticsearch rejects.
-    """
-    table = table.rename_columns([name.replace(".", "_") for name in table.column_names])
-    while any(pa.types.is_struct(f.type) for f in table.schema):
-        names: list[str] = []
-        arrays: list[pa.ChunkedArray] = []
-        for field, column in zip(table.schema, table.columns, strict=True):
-            if not pa.types.is_struct(field.type):
-                names.append(field.name)
-                arrays.append(column)
-                continue
-            for child in range(field.type.num_fields):
-                key = field.type.field(child).name.replace(".", "_")
-                names.append(f"{field.name}.{key}")
-                arrays.append(pc.struct_field(column, [child]))
-        table = pa.Table.from_arrays(arrays, names=names)
-    return table
 
 
 def _drop_empty(table: pa.Table) -> pa.Table:

@@ -85,7 +85,7 @@ def _typed_columns(batch: RawBatch) -> tuple[dict[str, pa.Array], np.ndarray, li
     for name in batch.table.column_names:
         raw = batch.table.column(name).combine_chunks()
         zeek_type = types.get(name, "time" if name == "ts" else None)
-        if batch.format is LogFormat.ZEEK_TSV:
+        if batch.format in (LogFormat.ZEEK_TSV, LogFormat.ZEEK_CSV):  # CSV cells hold TSV text
             converted = convert_tsv(raw, zeek_type or "string", markers)
         elif zeek_type is not None:
             converted = convert_json(raw, zeek_type)

@@ -16,6 +16,7 @@ class LogFormat(enum.StrEnum):
 
     ZEEK_TSV = "zeek-tsv"
     ZEEK_JSON = "zeek-json"
+    ZEEK_CSV = "zeek-csv"  # Zeek fields as CSV with a header row (IoT-23's published form)
     SURICATA_EVE = "suricata-eve"
 
 

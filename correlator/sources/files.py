@@ -19,6 +19,7 @@ import orjson
 from correlator.errors import InputError
 from correlator.sources.base import LogFormat
 from correlator.sources.blocks import open_stream
+from correlator.sources.zeek_csv import ZEEK_CSV_FIELDS, csv_fields, csv_log_type
 
 #: Bytes of decompressed content that identify a file (see ``FileIdentity``).
 IDENTITY_BYTES: Final = 1024
@@ -130,6 +131,10 @@ def recognise(path: Path) -> LogFile | Skipped:
         return LogFile(path, LogFormat.ZEEK_TSV, log_type, identity)
     if body.startswith(b"{"):
         return _recognise_json(path, body, identity)
+    columns = csv_fields(body.split(b"\n", 1)[0])
+    if set(columns) >= ZEEK_CSV_FIELDS:
+        log_type = csv_log_type(columns, log_type_from_name(path))
+        return LogFile(path, LogFormat.ZEEK_CSV, log_type, identity)
     if body.startswith(b"["):
         return Skipped(
             path, "a JSON array, not one JSON object per line (convert with jq -c '.[]')"

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
 
+from correlator.errors import InputError
 from correlator.normalise.zeek_schema import json_schema_for, known_types
 from correlator.sources.base import LogFormat, RawBatch, Reject
 from correlator.sources.blocks import LogStream, TruncatedInputError, iter_blocks, open_stream
 from correlator.sources.files import LogFile
 from correlator.sources.ndjson import read_json_block
+from correlator.sources.zeek_csv import read_csv_block
 from correlator.sources.zeek_tsv import HeaderBuilder, TsvHeader, read_tsv_block
 
 
@@ -120,6 +123,17 @@ def read_log(
                     )
                     header = tsv.header
                     batches, rejects, skipped = tsv.batches, tsv.rejects, 0
+                elif log.format is LogFormat.ZEEK_CSV:
+                    csv = read_csv_block(
+                        block,
+                        header,
+                        path=path,
+                        file_key=file_key,
+                        log_type=log.log_type,
+                        max_line_bytes=limits.max_line_bytes,
+                    )
+                    header = csv.header
+                    batches, rejects, skipped = csv.batches, csv.rejects, 0
                 else:
                     result = read_json_block(
                         block,
@@ -141,6 +155,55 @@ def read_log(
                 yield BlockRead(batches, rejects, skipped, position, stream.disk_position())
         except TruncatedInputError as error:
             yield BlockRead([], [], 0, position, stream.disk_position(), error=str(error))
+
+
+#: Different files beginning with the same bytes that one store tells apart.
+MAX_IDENTITIES: Final = 8
+
+
+def alternate_key(log: LogFile, attempt: int) -> str:
+    """The key of a file that begins like another one read before: derived from its path."""
+    path = hashlib.sha256(str(log.path).encode()).hexdigest()[:8]
+    return f"{log.identity.key}-{path}-{attempt}"
+
+
+def resume(
+    log: LogFile,
+    limits: ReadLimits,
+    *,
+    key: str,
+    start: Position,
+    lookup: Callable[[str], Position | None],
+) -> tuple[str, Position, Iterator[BlockRead]]:
+    """Start reading ``log`` at its checkpoint, under the key its content proves.
+
+    A file that begins like another one read before (same first KiB) shares its content
+    key; the bytes before the checkpoint tell them apart, and the newcomer gets a key of its
+    own (:func:`alternate_key`), so it is read from its start and never taken for the other.
+
+    Args:
+        log: the file.
+        limits: read limits.
+        key: the key it was found under.
+        start: the checkpoint stored under ``key``.
+        lookup: the checkpoint stored under another key, if any.
+
+    Returns:
+        The key, the position reading starts at, and the blocks.
+
+    Raises:
+        InputError: too many different files begin like this one.
+    """
+    for attempt in range(MAX_IDENTITIES):
+        blocks = read_log(log, start, limits, key=key)
+        try:
+            first = next(blocks, None)
+        except IdentityMismatchError:
+            key = alternate_key(log, attempt + 1)
+            start = lookup(key) or Position()
+            continue
+        return key, start, itertools.chain([first] if first is not None else [], blocks)
+    raise InputError(f"{log.path}: too many different files begin like this one")
 
 
 def _verify(stream: LogStream, start: Position, path: str) -> Position:
