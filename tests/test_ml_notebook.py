@@ -26,7 +26,7 @@ def _notebooks() -> list[Path]:
 
 
 def test_the_training_notebook_exists() -> None:
-    assert NOTEBOOKS / "20-train-flow-classifier.ipynb" in _notebooks()
+    assert NOTEBOOKS / "train_model.ipynb" in _notebooks()
 
 
 @pytest.mark.parametrize("path", _notebooks(), ids=lambda p: p.name)
@@ -64,4 +64,4 @@ def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if output.output_type == "error"
     ]
     assert not errors
-    assert (OUT / "pr-curves.png").is_file() or path.name != "20-train-flow-classifier.ipynb"
+    assert (OUT / "pr-curves.png").is_file() or path.name != "train_model.ipynb"
