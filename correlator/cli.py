@@ -2,7 +2,8 @@
 
 Errors Furui raises on purpose end the process with a one-line message and an exit code
 from ``errors.ExitCode``: 2 for usage errors, 3 for input errors, 4 for configuration
-errors, 1 for internal errors.
+errors, 5 when Elasticsearch is unreachable or refuses, 6 for a missing or unverifiable model
+bundle, 1 for internal errors.
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ def run_cycle(
     params: CorrelationParams,
     until: datetime,
     slice_field: str | None = SLICE_FIELD,
+    checkpoint_seconds: float = 30.0,
 ) -> CycleReport:
     """Read everything from the checkpoint up to ``until`` once.
 
@@ -95,35 +96,37 @@ def run_cycle(
     # hosts whose incidents need recomputing, including those of a cycle that died before
     touched: dict[str, tuple[int, int]] = dict(state.pending)
     until_ms = int(until.timestamp() * _MS)
+    saved_at, handled, last = time.monotonic(), 0, state.checkpoint
     for attempt in range(_REOPENS + 1):
         try:
+            # ``last``: how far the detectors have seen, saved or not; a point in time lost
+            # mid-read is reopened there, so nothing is observed twice
             for page in source.pages(
-                start=state.checkpoint,
-                until_ms=until_ms,
-                part=target.part,
-                slice_field=slice_field,
+                start=last, until_ms=until_ms, part=target.part, slice_field=slice_field
             ):
                 found = _observe(detectors, page.streams)
                 _store(sink, found, touched, report)
-                state = RunState(
-                    page.checkpoint,
-                    _snapshots(detectors),
-                    state.events + page.documents,
-                    dict(touched),
-                )
                 report.documents += page.documents
                 report.checkpoint = page.checkpoint.time
-                states.save(target.key, state, source=target.source, part=str(target.part))
-                logger.debug(
-                    "checkpoint %s after %d documents", page.checkpoint.time, report.documents
-                )
+                handled += page.documents
+                last = page.checkpoint
+                if time.monotonic() - saved_at >= checkpoint_seconds:
+                    # detector state can be megabytes: saved, with the checkpoint it belongs
+                    # to, every few seconds rather than every page; a crash re-reads since
+                    state = RunState(
+                        last, _snapshots(detectors), state.events + handled, dict(touched)
+                    )
+                    handled = 0
+                    states.save(target.key, state, source=target.source, part=str(target.part))
+                    saved_at = time.monotonic()
+                    logger.debug("checkpoint %s after %d documents", last.time, report.documents)
             break
         except PointInTimeLostError:
             if attempt == _REOPENS:
                 raise
             logger.warning("point in time lost (server restarted?); reopening at the checkpoint")
     _store(sink, pa.concat_tables([d.finish() for d in detectors]), touched, report)
-    final = RunState(state.checkpoint, _snapshots(detectors), state.events, dict(touched))
+    final = RunState(last, _snapshots(detectors), state.events + handled, dict(touched))
     states.save(target.key, final, source=target.source, part=str(target.part))
     report.incidents = _recorrelate(sink, touched, params)
     final.pending = {}  # correlated: nothing left for a restart to redo

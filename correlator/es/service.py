@@ -122,4 +122,5 @@ def run_once(
             model=ml_provenance(settings),
         ),
         until=until,
+        checkpoint_seconds=es.checkpoint_seconds,
     )

@@ -41,6 +41,7 @@ def es_settings(settings: Settings, url: str, prefix: str, **extra: Any) -> Sett
             "findings_index": f"{prefix}-findings",
             "incidents_index": f"{prefix}-incidents",
             "state_index": f"{prefix}-state",
+            "checkpoint_seconds": 0,
             "source_indices": (f"{prefix}-events-*",),
             "lag_seconds": 0,
             **extra,
@@ -62,6 +63,7 @@ def run_env(settings: Settings, **extra: str) -> dict[str, str]:
         "FURUI_ELASTICSEARCH__STATE_INDEX": es.state_index,
         "FURUI_ELASTICSEARCH__SOURCE_INDICES": json.dumps(list(es.source_indices)),
         "FURUI_ELASTICSEARCH__LAG_SECONDS": "0",
+        "FURUI_ELASTICSEARCH__CHECKPOINT_SECONDS": "0",  # save every page: kill tests see them
         **extra,
     }
 
