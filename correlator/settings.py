@@ -108,7 +108,6 @@ class ElasticsearchSettings(BaseModel):
     lag_seconds: int = Field(ge=0, description="Read up to this long before now.")
     poll_seconds: int = Field(gt=0, description="Polling interval of --follow.")
     checkpoint_seconds: float = Field(ge=0, description="Interval of checkpoint saves.")
-    data_streams: bool = Field(description="Use data streams and ILM (full distribution).")
 
     @field_validator("events_prefix", "findings_index", "incidents_index", "state_index")
     @classmethod

@@ -35,9 +35,8 @@ def field_type(name: str, data_type: pa.DataType) -> dict[str, Any]:
     while pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
         data_type = data_type.value_type  # an array of T is mapped as T
     if pa.types.is_struct(data_type):
-        return {
-            "properties": properties((f"{name}.{child.name}", child.type) for child in data_type)
-        }
+        children = ((child.name, child.type) for child in data_type)
+        return {"properties": properties(children, prefix=f"{name}.")}
     if name in IP_FIELDS or name.endswith(".ip"):
         return {"type": "ip", "ignore_malformed": True}
     for matches, mapping in _BY_TYPE:
@@ -48,8 +47,14 @@ def field_type(name: str, data_type: pa.DataType) -> dict[str, Any]:
     return dict(_KEYWORD)
 
 
-def properties(fields: Iterable[tuple[str, pa.DataType]]) -> dict[str, Any]:
-    """Nested ``properties`` for ``(dotted name, Arrow type)`` pairs."""
+def properties(fields: Iterable[tuple[str, pa.DataType]], prefix: str = "") -> dict[str, Any]:
+    """Nested ``properties`` for ``(dotted name, Arrow type)`` pairs.
+
+    Args:
+        fields: names relative to ``prefix`` and their types.
+        prefix: the dotted path of the object they are in (decides name-based types such as
+            ``*.ip``).
+    """
     root: dict[str, Any] = {}
     for name, data_type in fields:
         if pa.types.is_null(data_type):
@@ -59,7 +64,7 @@ def properties(fields: Iterable[tuple[str, pa.DataType]]) -> dict[str, Any]:
         for part in parts[:-1]:
             entry = node.setdefault(part, {"properties": {}})
             node = entry.setdefault("properties", {})
-        leaf = field_type(name, data_type)
+        leaf = field_type(prefix + name, data_type)
         if parts[-1] in node and "properties" in node[parts[-1]] and "properties" in leaf:
             node[parts[-1]]["properties"].update(leaf["properties"])
         else:

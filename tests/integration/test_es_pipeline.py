@@ -316,3 +316,68 @@ def _get(doc: dict[str, Any], path: str) -> Any:
 
 def test_orjson_available() -> None:  # the fast serialiser the client is given
     assert orjson.dumps({"a": 1}) == b'{"a":1}'
+
+
+def test_follow_polls_and_reports_the_lag(configured: Settings, cluster: Cluster) -> None:
+    ship_paths(cluster, configured, [EXAMPLES / "zeek" / "notice.log.gz"])
+    env = run_env(configured, FURUI_ELASTICSEARCH__POLL_SECONDS="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "correlator", "run", "--follow", "--cycles", "2", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    cycles = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(cycles) == 2
+    assert cycles[0]["documents"] == 207
+    assert cycles[1]["documents"] == 0  # the second poll finds nothing new
+    for cycle in cycles:  # the notices are from 2018: years behind real time
+        assert cycle["lag_seconds"] > 365 * 24 * 3600
+
+
+def test_credentials_never_reach_logs_or_errors(tmp_path: Path) -> None:
+    secret = "c2VjcmV0LWtleS0xMjM0NTY3ODk="  # noqa: S105 - a made-up key that must not be echoed
+    env = {
+        **os.environ,
+        "FURUI_ELASTICSEARCH__API_KEY": secret,
+        "FURUI_ELASTICSEARCH__URLS": '["http://127.0.0.1:9"]',
+    }
+    failed = subprocess.run(
+        [sys.executable, "-m", "correlator", "run", "--wait", "2", "-vv"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert failed.returncode == 5
+    shown = subprocess.run(
+        [sys.executable, "-m", "correlator", "settings", "show", "--json"],
+        env={**env, "FURUI_ELASTICSEARCH__USERNAME": "", "FURUI_ELASTICSEARCH__PASSWORD": ""},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert json.loads(shown.stdout)["elasticsearch"]["api_key"] == "**********"
+    for output in (failed.stdout, failed.stderr, shown.stdout, shown.stderr):
+        assert secret not in output
+    user_env = {
+        **os.environ,
+        "FURUI_ELASTICSEARCH__USERNAME": "analyst",
+        "FURUI_ELASTICSEARCH__PASSWORD": "hunter2-not-logged",
+        "FURUI_ELASTICSEARCH__URLS": '["http://analyst:hunter2-not-logged@127.0.0.1:9"]',
+    }
+    basic = subprocess.run(
+        [sys.executable, "-m", "correlator", "run", "--wait", "2", "-vv"],
+        env=user_env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert basic.returncode == 5
+    assert "hunter2-not-logged" not in basic.stdout + basic.stderr
+    assert "127.0.0.1:9" in basic.stderr  # the server is named, its password is not

@@ -30,3 +30,27 @@ def test_saved_searches_use_fields_the_indices_have(
             assert len(kinds) == 1, f"{view}: {name} has conflicting types {list(kinds)}"
             if bucketed:
                 assert next(iter(kinds.values()))["aggregatable"], f"{view}: {name}"
+
+
+def test_incident_fields_have_their_types(
+    settings: Settings, es_url: str, index_prefix: str
+) -> None:
+    configured = es_settings(settings, es_url, index_prefix)
+    cluster = open_cluster(configured, wait=60)
+    ship_paths(cluster, configured, PARITY)
+    run_once(cluster, configured, until=datetime.now(UTC))
+    caps = cluster.client.field_caps(index=configured.elasticsearch.incidents_index, fields="*")
+    expected = {
+        "@timestamp": "date",
+        "event.risk_score": "double",
+        "host.ip": "ip",
+        "related.ip": "ip",
+        "furui.severity": "keyword",
+        "furui.status": "keyword",
+        "furui.evidence.first_seen": "date",
+        "furui.evidence.score": "double",
+        "furui.evidence.rule.name": "keyword",
+        "furui.window.start": "date",
+    }
+    for name, kind in expected.items():
+        assert set(caps["fields"][name]) == {kind}, (name, caps["fields"][name])
