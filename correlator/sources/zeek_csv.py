@@ -10,19 +10,16 @@ the TSV code path and the events equal those of the original ``conn.log``.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pcsv
 
 from correlator.normalise.zeek_schema import known_types
 from correlator.sources.base import LogFormat, RawBatch, Reject
 from correlator.sources.blocks import Block
-from correlator.sources.lines import Selection, reject_at, screen, select
-from correlator.sources.zeek_tsv import TsvHeader
+from correlator.sources.lines import screen, select
+from correlator.sources.zeek_tsv import TsvHeader, parse_rows
 
 #: Fields whose presence in a CSV header marks a Zeek log (``recognise`` uses them).
 ZEEK_CSV_FIELDS: Final = frozenset({"ts", "uid", "id.orig_h"})
@@ -82,7 +79,9 @@ def read_csv_block(
         usable[first] = False
     if not usable.any():
         return CsvBlockResult([], rejects, header)
-    batch, bad = _parse(select(block, usable), header, path, file_key)
+    batch, bad = parse_rows(
+        select(block, usable), header, path, file_key, log_format=LogFormat.ZEEK_CSV
+    )
     rejects.extend(bad)
     return CsvBlockResult([batch] if batch is not None else [], rejects, header)
 
@@ -96,63 +95,3 @@ def _header(fields: tuple[str, ...], log_type: str) -> TsvHeader:
         path=log_type,
         separator=",",
     )
-
-
-def _parse(
-    selection: Selection, header: TsvHeader, path: str, file_key: str
-) -> tuple[RawBatch | None, list[Reject]]:
-    invalid: list[tuple[int | None, int, str]] = []
-
-    def on_invalid(row: pcsv.InvalidRow) -> str:
-        invalid.append((row.number, row.actual_columns, row.text))
-        return "skip"
-
-    table = pcsv.read_csv(
-        io.BytesIO(selection.data),
-        read_options=pcsv.ReadOptions(
-            column_names=list(header.fields),
-            use_threads=False,
-            block_size=max(len(selection.data) + 1, 1 << 16),
-        ),
-        parse_options=pcsv.ParseOptions(
-            delimiter=",",
-            newlines_in_values=False,
-            ignore_empty_lines=True,
-            invalid_row_handler=on_invalid,
-        ),
-        convert_options=pcsv.ConvertOptions(
-            column_types=dict.fromkeys(header.fields, pa.string()),
-            # converters wrote Zeek's unset value either as "-" or as an empty cell
-            null_values=["", header.unset_field],
-            strings_can_be_null=True,
-            check_utf8=False,
-        ),
-    )
-    rejects: list[Reject] = []
-    kept = np.ones(len(selection.lines), dtype=bool)
-    for number, actual, text in invalid:
-        row = (number - 1) if number is not None else _row_of(selection.data, text)
-        kept[row] = False
-        reason = f"expected {len(header.fields)} CSV fields, found {actual}"
-        rejects.append(reject_at(selection, row, path, reason, text.encode()))
-    if not table.num_rows:
-        return None, rejects
-    batch = RawBatch(
-        format=LogFormat.ZEEK_CSV,
-        log_type=header.path,
-        table=table,
-        zeek_types=dict(zip(header.fields, header.types, strict=True)),
-        path=path,
-        file_key=file_key,
-        lines=pa.array(selection.lines[kept]),
-        offsets=pa.array(selection.offsets[kept]),
-        raw=selection.raw_lines().filter(pa.array(kept)),
-        tsv_markers=(header.set_separator, header.empty_field, header.unset_field),
-    )
-    return batch, rejects
-
-
-def _row_of(data: bytes, text: str) -> int:
-    needle = text.encode()
-    lines = data.split(b"\n")
-    return next(i for i, line in enumerate(lines) if line.rstrip(b"\r") == needle)

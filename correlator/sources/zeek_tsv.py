@@ -183,12 +183,32 @@ def read_tsv_block(
 def _parse(
     selection: Selection, header: TsvHeader, path: str, file_key: str, fallback_log_type: str
 ) -> tuple[RawBatch | None, list[Reject]]:
+    return parse_rows(
+        selection, header, path, file_key, log_format=LogFormat.ZEEK_TSV, fallback=fallback_log_type
+    )
+
+
+def parse_rows(
+    selection: Selection,
+    header: TsvHeader,
+    path: str,
+    file_key: str,
+    *,
+    log_format: LogFormat,
+    fallback: str = "",
+) -> tuple[RawBatch | None, list[Reject]]:
+    """Parse the selected data lines under ``header``; rows of the wrong width are rejects.
+
+    Zeek's TSV has no quoting and one unset marker; the CSV of converted datasets (IoT-23)
+    quotes values and writes unset either as ``-`` or as an empty cell.
+    """
     invalid: list[tuple[int | None, int, str]] = []
 
     def on_invalid(row: pcsv.InvalidRow) -> str:
         invalid.append((row.number, row.actual_columns, row.text))
         return "skip"
 
+    quoted = log_format is LogFormat.ZEEK_CSV
     table = pcsv.read_csv(
         io.BytesIO(selection.data),
         read_options=pcsv.ReadOptions(
@@ -198,8 +218,8 @@ def _parse(
         ),
         parse_options=pcsv.ParseOptions(
             delimiter=header.separator,
-            quote_char=False,
-            double_quote=False,
+            quote_char='"' if quoted else False,
+            double_quote=quoted,
             escape_char=False,
             newlines_in_values=False,
             ignore_empty_lines=True,
@@ -207,23 +227,24 @@ def _parse(
         ),
         convert_options=pcsv.ConvertOptions(
             column_types=dict.fromkeys(header.fields, pa.string()),
-            null_values=[header.unset_field],
+            null_values=["", header.unset_field] if quoted else [header.unset_field],
             strings_can_be_null=True,
             check_utf8=False,
         ),
     )
     rejects: list[Reject] = []
     kept = np.ones(len(selection.lines), dtype=bool)
+    kind = "CSV fields" if quoted else "fields"
     for number, actual, text in invalid:
         row = _row_of(selection, number, text)
         kept[row] = False
-        reason = f"expected {len(header.fields)} fields, found {actual}"
+        reason = f"expected {len(header.fields)} {kind}, found {actual}"
         rejects.append(reject_at(selection, row, path, reason, text.encode()))
     if not table.num_rows:
         return None, rejects
     batch = RawBatch(
-        format=LogFormat.ZEEK_TSV,
-        log_type=header.path or fallback_log_type,
+        format=log_format,
+        log_type=header.path or fallback,
         table=table,
         zeek_types=dict(zip(header.fields, header.types, strict=True)),
         path=path,
