@@ -31,6 +31,9 @@ SURICATA_PREFIX: Final = "suricata.eve."
 _REGISTERED: Final = (
     r"(?P<domain>[^.]+\.(?:(?:co|com|net|org|gov|ac|edu|ne|or|go|mil)\.[a-z]{2}|[^.]+))\.?$"
 )
+#: The labels left of the registered domain: the lazy prefix leaves the domain exactly as
+#: ``_REGISTERED`` finds it (its leftmost match).
+_SUBDOMAIN: Final = r"^(?P<sub>.+?)\." + _REGISTERED
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,29 @@ def _sld_length(column: Callable[[str], pa.Array]) -> pa.Array:
 
 def _sld_entropy(column: Callable[[str], pa.Array]) -> pa.Array:
     return shannon_entropy(column("furui.dns.sld"))
+
+
+def _subdomain(column: Callable[[str], pa.Array]) -> pa.Array:
+    names = pc.utf8_lower(pc.cast(column("dns.question.name"), pa.string()))
+    found = pc.struct_field(pc.extract_regex(names, _SUBDOMAIN), "sub")
+    # a name that is its registered domain has an empty subdomain; a null name stays null
+    return pc.if_else(pc.is_valid(names), pc.fill_null(found, ""), found)
+
+
+def _subdomain_length(column: Callable[[str], pa.Array]) -> pa.Array:
+    return pc.cast(pc.utf8_length(column("furui.dns.subdomain")), pa.int64())
+
+
+def _subdomain_entropy(column: Callable[[str], pa.Array]) -> pa.Array:
+    # the dots between labels are structure, not payload: tunnels encode data in the labels
+    return shannon_entropy(pc.replace_substring(column("furui.dns.subdomain"), ".", ""))
+
+
+def _source_bytes_ratio(column: Callable[[str], pa.Array]) -> pa.Array:
+    sent = pc.cast(column("source.bytes"), pa.float64())
+    total = pc.add(sent, pc.cast(column("destination.bytes"), pa.float64()))
+    # no bytes either way says nothing about direction: null, like a missing field
+    return pc.if_else(pc.greater(total, 0), pc.divide(sent, total), pa.scalar(None, pa.float64()))
 
 
 def shannon_entropy(texts: pa.Array) -> pa.Array:
@@ -100,6 +126,26 @@ COMPUTED: Final[dict[str, Computed]] = {
     ),
     "furui.dns.sld_entropy": Computed(
         ("furui.dns.sld",), _sld_entropy, "Shannon entropy of furui.dns.sld, bits per byte"
+    ),
+    "furui.dns.subdomain": Computed(
+        ("dns.question.name", "furui.dns.registered_domain"),
+        _subdomain,
+        "the labels of dns.question.name left of its registered domain (empty if none)",
+    ),
+    "furui.dns.subdomain_length": Computed(
+        ("furui.dns.subdomain",),
+        _subdomain_length,
+        "characters in furui.dns.subdomain, dots included",
+    ),
+    "furui.dns.subdomain_entropy": Computed(
+        ("furui.dns.subdomain",),
+        _subdomain_entropy,
+        "Shannon entropy of furui.dns.subdomain without its dots, bits per byte",
+    ),
+    "furui.network.source_bytes_ratio": Computed(
+        ("source.bytes", "destination.bytes"),
+        _source_bytes_ratio,
+        "share of a connection's bytes sent by its originator, 0–1 (null if none either way)",
     ),
 }
 

@@ -174,6 +174,16 @@ class FieldsExist(Lint):
             for s in steps
             if s.stream not in rule.spec.rule.data_sources
         )
+        # absence: the judged stream and every companion clause's stream
+        clauses = getattr(rule.params, "clauses", ())
+        judged = getattr(rule.params, "stream", None)
+        issues.extend(
+            self.issue(rule.where("rule", "data_sources"), f"stream {stream!r} missing")
+            for stream in dict.fromkeys(
+                [*([judged] if judged else []), *(c.stream for c in clauses)]
+            )
+            if stream not in rule.spec.rule.data_sources
+        )
         return issues
 
 

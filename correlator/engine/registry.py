@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from correlator.engine.kinds.absence import AbsenceKind
 from correlator.engine.kinds.base import Kind
 from correlator.engine.kinds.beacon import BeaconKind
 from correlator.engine.kinds.match import MatchKind
@@ -22,4 +23,5 @@ KINDS: Final[dict[str, type[Kind]]] = {
     "beacon": BeaconKind,
     "new": NewKind,
     "rare": RareKind,
+    "absence": AbsenceKind,
 }

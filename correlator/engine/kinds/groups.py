@@ -1,10 +1,12 @@
-"""Per-group state shared by the counting kinds (match, threshold, new, rare).
+"""Per-group state shared by the counting kinds (match, threshold, new, rare, absence).
 
 Three Arrow tables, keyed by group id (rule, stream, window, key):
 
 * ``groups``: one row per group: its first event (earliest time, then smallest event id),
-  last time, event count, and whether it changed since the last emission (``dirty``) or
-  was ever emitted (``emitted``, so that a group that stops qualifying can be retracted);
+  last time, event count, the sum of a per-event amount (``total``: bytes, for threshold's
+  ``sum_field``; zero where a kind adds none), and whether it changed since the last
+  emission (``dirty``) or was ever emitted (``emitted``, so that a group that stops
+  qualifying can be retracted);
 * ``evidence``: the ``max_evidence`` earliest event ids of each group;
 * ``distinct``: up to ``max_distinct`` distinct values of each group (the smallest).
 
@@ -38,6 +40,7 @@ GROUP_SCHEMA: Final = pa.schema(
         pa.field("first_ts", pa.int64()),
         pa.field("last_ts", pa.int64()),
         pa.field("count", pa.int64()),
+        pa.field("total", pa.float64()),
         pa.field("first_id", pa.string()),
         pa.field("dirty", pa.bool_()),
         pa.field("emitted", pa.bool_()),
@@ -88,11 +91,22 @@ class GroupState:
         logger.debug("%d events arrived after their window closed: dropped", int(late.sum()))
         return hits.filter(pa.array(~late))
 
-    def add(self, hits: pa.Table, values: pa.Array | None = None) -> None:
-        """Fold hit rows (and, for distinct counts, one value per hit) into the state."""
+    def add(
+        self, hits: pa.Table, values: pa.Array | None = None, amounts: pa.Array | None = None
+    ) -> None:
+        """Fold hit rows into the state.
+
+        ``values`` (one per hit) are counted distinctly; ``amounts`` (one number per hit,
+        null counting as zero) are summed into the group's ``total``.
+        """
         if values is not None:
             hits = hits.append_column("__value", values)
-        hits = self.on_time(hits)
+        amount = (
+            pc.fill_null(pc.cast(amounts, pa.float64()), 0.0)
+            if amounts is not None
+            else pa.repeat(pa.scalar(0.0), hits.num_rows)
+        )
+        hits = self.on_time(hits.append_column("__amount", amount))
         if values is not None:
             values = hits.column("__value").combine_chunks()
             hits = hits.drop_columns(["__value"])
@@ -107,6 +121,7 @@ class GroupState:
                 ("ts", "min"),
                 ("ts", "max"),
                 ("ts", "count"),
+                ("__amount", "sum"),
                 ("id", "first"),
                 ("discount", "all"),
                 *((c, "first") for c in _FIRST),
@@ -121,6 +136,7 @@ class GroupState:
                     "first_ts": aggregated.column("ts_min"),
                     "last_ts": aggregated.column("ts_max"),
                     "count": pc.cast(aggregated.column("ts_count"), pa.int64()),
+                    "total": aggregated.column("__amount_sum"),
                     "first_id": aggregated.column("id_first"),
                     "dirty": pa.repeat(pa.scalar(value=True), aggregated.num_rows),
                     "emitted": pa.repeat(pa.scalar(value=False), aggregated.num_rows),
@@ -172,6 +188,7 @@ class GroupState:
                 ("first_ts", "min"),
                 ("last_ts", "max"),
                 ("count", "sum"),
+                ("total", "sum"),
                 ("first_id", "first"),
                 ("emitted", "any"),
                 ("discount", "all"),
@@ -186,6 +203,7 @@ class GroupState:
                     "first_ts": merged.column("first_ts_min"),
                     "last_ts": merged.column("last_ts_max"),
                     "count": merged.column("count_sum"),
+                    "total": merged.column("total_sum"),
                     "first_id": merged.column("first_id_first"),
                     "dirty": pa.repeat(pa.scalar(value=True), merged.num_rows),
                     "emitted": merged.column("emitted_any"),
@@ -290,7 +308,9 @@ class GroupState:
         groups = tables.get(f"{prefix}.groups")
         if groups is None:
             return
-        self.groups = only_rules(groups.cast(GROUP_SCHEMA), rules)
+        if "total" not in groups.column_names:  # a state saved before sums were kept
+            groups = groups.append_column("total", pa.repeat(pa.scalar(0.0), groups.num_rows))
+        self.groups = only_rules(groups.select(GROUP_SCHEMA.names).cast(GROUP_SCHEMA), rules)
         known = self.groups.column("gid")
         for name, schema in (("evidence", EVIDENCE_SCHEMA), ("distinct", DISTINCT_SCHEMA)):
             table = tables.get(f"{prefix}.{name}", schema.empty_table()).cast(schema)

@@ -68,6 +68,10 @@ _STEPS = pa.schema(
     ]
 )
 
+#: Per open group id, the shortest time (µs) from a sequence's start to its completion.
+_TOOK = pa.schema([pa.field("gid", pa.string()), pa.field("took", pa.int64())])
+_RULE_OF_GID = f"^(?P<rule>[^{GID_SEPARATOR}]*)"
+
 
 class Step(BaseModel):
     """One step of a sequence."""
@@ -154,18 +158,21 @@ class SequenceKind(CountingKind):
         if not parts:
             return
         fresh = pa.concat_tables(parts)
-        self.steps = _keep_latest(self.steps, fresh, self.context.limits.max_steps)
+        # complete before trimming to max_steps: one batch may hold more events of a key
+        # than are kept, and its earliest ones may be the ones that complete a sequence
+        known = pa.concat_tables([self.steps, fresh])
         for rule_id, keys in touched.items():
-            self._complete(self.rules[rule_id], sorted(keys))
+            self._complete(self.rules[rule_id], sorted(keys), known)
+        self.steps = _keep_latest(self.steps, fresh, self.context.limits.max_steps)
         self._expire()
 
-    def _complete(self, rule: Rule, keys: list[str]) -> None:
+    def _complete(self, rule: Rule, keys: list[str], steps: pa.Table) -> None:
         params = rule.params
         assert isinstance(params, SequenceParams)  # noqa: S101
-        mine = self.steps.filter(
+        mine = steps.filter(
             pc.and_(
-                pc.equal(self.steps.column("rule_id"), rule.id),
-                pc.is_in(self.steps.column("key"), value_set=pa.array(keys, pa.string())),
+                pc.equal(steps.column("rule_id"), rule.id),
+                pc.is_in(steps.column("key"), value_set=pa.array(keys, pa.string())),
             )
         )
         done = completions(mine, [s.min_count for s in params.steps], params.maxspan * MICROS)
@@ -288,8 +295,15 @@ class SequenceKind(CountingKind):
         return np.ones(groups.num_rows, dtype=bool), self.per_rule(groups, "confidence")
 
     def snapshot(self) -> dict[str, pa.Table]:
-        """Group state, watermarks and step events."""
-        return {**super().snapshot(), "sequence.steps": self.steps}
+        """Group state, watermarks, step events and each open group's quickest completion."""
+        took = pa.table(
+            {
+                "gid": pa.array(list(self._took), pa.string()),
+                "took": pa.array(list(self._took.values()), pa.int64()),
+            },
+            schema=_TOOK,
+        )
+        return {**super().snapshot(), "sequence.steps": self.steps, "sequence.took": took}
 
     def restore(self, tables: Mapping[str, pa.Table]) -> None:
         """Take back the state of rules still loaded."""
@@ -297,6 +311,14 @@ class SequenceKind(CountingKind):
         steps = tables.get("sequence.steps", _STEPS.empty_table()).cast(_STEPS)
         keep = pc.is_in(steps.column("rule_id"), value_set=pa.array(list(self.rules)))
         self.steps = steps.filter(keep)
+        # a group completed before the checkpoint and emitted after it keeps its duration
+        took = tables.get("sequence.took", _TOOK.empty_table()).cast(_TOOK)
+        rule_of = pc.struct_field(pc.extract_regex(took.column("gid"), _RULE_OF_GID), "rule")
+        took = took.filter(pc.is_in(rule_of, value_set=pa.array(list(self.rules))))
+        for gid, value in zip(
+            took.column("gid").to_pylist(), took.column("took").to_pylist(), strict=True
+        ):
+            self._took[gid] = min(self._took.get(gid, value), value)
 
 
 def _step_rows(

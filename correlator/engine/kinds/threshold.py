@@ -1,9 +1,10 @@
 """``threshold``: events counted per host, group and window; and the counting base class.
 
 ``CountingKind`` is shared by every kind whose state is ``GroupState`` (``match``,
-``threshold``, ``beacon``, ``sequence``, ``new``, ``rare``). ``threshold`` reports a group
-once it holds ``min_count`` events or ``min_distinct`` distinct values of
-``distinct_field`` (port scans, brute force, NXDOMAIN bursts). Windows are tumbling and
+``threshold``, ``beacon``, ``sequence``, ``new``, ``rare``, ``absence``). ``threshold``
+reports a group once it holds ``min_count`` events, ``min_distinct`` distinct values of
+``distinct_field`` (port scans, brute force, NXDOMAIN bursts) and a sum of ``sum_field``
+of ``min_sum`` (bytes sent to one address), those it is given. Windows are tumbling and
 epoch-aligned (``engine/window.py``); a burst that straddles a boundary counts in two
 windows, so choose ``window`` at least twice the burst you want to catch.
 """
@@ -48,18 +49,24 @@ class ThresholdParams(GroupedParams):
     # count distinct values of this field instead (ports, hosts, user names …)
     distinct_field: str | None = None
     min_distinct: int | None = Field(default=None, ge=2)
+    # sum this numeric field over the group's events instead (bytes; null counts as 0)
+    sum_field: str | None = None
+    min_sum: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _a_threshold(self) -> Self:
         if (self.distinct_field is None) != (self.min_distinct is None):
             raise ValueError("distinct_field and min_distinct go together")
-        if self.distinct_field is None and self.min_count < 2:  # noqa: PLR2004
-            raise ValueError("a threshold needs min_count >= 2 or a distinct count")
+        if (self.sum_field is None) != (self.min_sum is None):
+            raise ValueError("sum_field and min_sum go together")
+        if self.distinct_field is None and self.sum_field is None and self.min_count < 2:  # noqa: PLR2004
+            raise ValueError("a threshold needs min_count >= 2, a distinct count or a sum")
         return self
 
     def fields(self) -> list[str]:
         """Every event field the params read."""
-        return [*super().fields(), *([self.distinct_field] if self.distinct_field else [])]
+        extra = [f for f in (self.distinct_field, self.sum_field) if f]
+        return [*super().fields(), *extra]
 
 
 class CountingKind(Kind):
@@ -74,14 +81,26 @@ class CountingKind(Kind):
         """The rules that read ``stream``."""
         return [r for r in self.rules.values() if stream in self.streams_of(r)]
 
-    def collect(self, batch: Batch, rule: Rule) -> tuple[pa.Table, pa.Array | None]:
-        """Hits of one rule (and the value to count distinctly per hit, if any)."""
+    def collect(self, batch: Batch, rule: Rule) -> pa.Table:
+        """Hits of one rule, with the value to count distinctly and the amount to sum.
+
+        ``value`` is null for rules that count no distinct values, ``amount`` zero for
+        rules that sum nothing.
+        """
         params = rule.params
         assert isinstance(params, GroupedParams)  # noqa: S101
         mask = batch.where(params.where)
         distinct = getattr(params, "distinct_field", None)
-        extra = {"value": batch.text(distinct)} if distinct else None
-        found = hits(
+        summed = getattr(params, "sum_field", None)
+        extra = {
+            "value": batch.text(distinct) if distinct else pa.nulls(batch.rows, pa.string()),
+            "amount": (
+                pc.cast(batch.column(summed), pa.float64())
+                if summed
+                else pa.repeat(pa.scalar(0.0), batch.rows)
+            ),
+        }
+        return hits(
             batch,
             rule,
             mask,
@@ -90,25 +109,18 @@ class CountingKind(Kind):
             context=self.context,
             extra=extra,
         )
-        values = pc.cast(found.column("value").combine_chunks(), pa.string()) if distinct else None
-        return (found.drop_columns(["value"]) if distinct else found), values
 
     def fold(self, batch: Batch) -> None:
         """Fold one batch into the state: every rule's hits, then one merge for them all."""
-        parts = [self.collect(batch, rule) for rule in self.rules_on(batch.stream)]
-        parts = [(found, values) for found, values in parts if found.num_rows]
+        rules = self.rules_on(batch.stream)
+        parts = [found for found in (self.collect(batch, r) for r in rules) if found.num_rows]
         if not parts:
             return
-        found = pa.concat_tables([f for f, _ in parts])
-        counted = any(v is not None for _, v in parts)
-        values = (
-            pa.concat_arrays(
-                [v if v is not None else pa.nulls(f.num_rows, pa.string()) for f, v in parts]
-            )
-            if counted
-            else None
-        )
-        self.state.add(found, values)
+        found = pa.concat_tables(parts)
+        counted = any(getattr(r.params, "distinct_field", None) for r in rules)
+        values = pc.cast(found.column("value"), pa.string()).combine_chunks() if counted else None
+        amounts = found.column("amount").combine_chunks()
+        self.state.add(found.drop_columns(["value", "amount"]), values, amounts)
 
     def forget(self, gids: pa.Array) -> None:
         """Drop groups from the state (their window closed)."""
@@ -145,7 +157,7 @@ class CountingKind(Kind):
             return None
         rows = np.flatnonzero(out)
         chosen = groups.take(pa.array(rows))
-        evidence = self.state.evidence_of(chosen.column("gid"))
+        evidence = self.evidence_of(chosen.column("gid"))
         stats = self.statistics_of(chosen)
         messages = [
             self.message(chosen, i, stats[i]) if qualifies[r] else "retracted"
@@ -171,6 +183,10 @@ class CountingKind(Kind):
     def judge(self, groups: pa.Table) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
         """Which groups qualify, and the confidence of each (vectorised over groups)."""
         raise NotImplementedError
+
+    def evidence_of(self, gids: pa.Array | pa.ChunkedArray) -> dict[str, list[str]]:
+        """The event ids a finding of each group cites (the kept earliest, by default)."""
+        return self.state.evidence_of(gids)
 
     def statistics_of(self, groups: pa.Table) -> list[dict[str, object]]:
         """Message statistics of groups about to be emitted (few)."""
@@ -256,7 +272,7 @@ class ThresholdKind(CountingKind):
     name = "threshold"
     Params = ThresholdParams
     statistics = frozenset(
-        {"count", "distinct", "first", "last", "span", "window", "peer", "min_count"}
+        {"count", "distinct", "sum", "first", "last", "span", "window", "peer", "min_count"}
     )
     default_message = "{rule}: {count} events from {host} within {span}"
 
@@ -269,6 +285,8 @@ class ThresholdKind(CountingKind):
             seen = self.state.distinct_counts(groups.column("gid"))
             distinct = np.array([seen.get(g, 0) for g in groups.column("gid").to_pylist()])
             ok &= distinct >= wanted
+        total = np.asarray(groups.column("total").to_numpy(zero_copy_only=False))
+        ok &= total >= np.nan_to_num(self.per_rule(groups, "min_sum"), nan=0.0)
         return ok, self.per_rule(groups, "confidence")
 
     def statistics_of(self, groups: pa.Table) -> list[dict[str, object]]:
@@ -276,14 +294,15 @@ class ThresholdKind(CountingKind):
         stats = base_stats(groups)
         seen = self.state.distinct_counts(groups.column("gid"))
         cap = self.context.limits.max_distinct
-        for item, gid, rule_id in zip(
+        for item, gid, rule_id, total in zip(
             stats,
             groups.column("gid").to_pylist(),
             groups.column("rule_id").to_pylist(),
+            groups.column("total").to_pylist(),
             strict=True,
         ):
             n = seen.get(gid, 0)
             params = self.rules[rule_id].params
             assert isinstance(params, ThresholdParams)  # noqa: S101
-            item.update(distinct=f"{n}+" if n >= cap else n, min_count=params.min_count)
+            item.update(distinct=f"{n}+" if n >= cap else n, min_count=params.min_count, sum=total)
         return stats

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from correlator.engine.fixtures import canonical, engine_for
 from correlator.engine.kinds.base import Limits
 from correlator.engine.kinds.sequence import completions
 from tests.unit.engine.helpers import events, findings, rule
@@ -83,3 +84,29 @@ def test_any_arrival_order_gives_the_same_sequence(tmp_path: Path) -> None:
     assert findings([seq], {"zeek.ssh": backwards}, limits=wide, batch_rows=1) == findings(
         [seq], {"zeek.ssh": rows}
     )
+
+
+def test_a_sequence_completed_before_a_checkpoint_keeps_its_duration(tmp_path: Path) -> None:
+    seq = rule(tmp_path, "sequence", SSH, stream="zeek.ssh")
+    rows = events([{"t": t, "ok": t == 60} for t in (0, 20, 40, 60)], "zeek.ssh")
+    first = engine_for([seq])
+    found = [first.observe("zeek.ssh", rows)]  # complete, but its window is still open
+    second = engine_for([seq])
+    second.restore(first.snapshot())
+    found.append(second.finish())
+    restored = canonical(pa.concat_tables(found))
+    assert restored == findings([seq], {"zeek.ssh": rows})
+    assert "within 60.0 s" in restored[0]["message"]
+
+
+def test_a_batch_longer_than_max_steps_still_completes(tmp_path: Path) -> None:
+    seq = rule(tmp_path, "sequence", SSH, stream="zeek.ssh")
+    # three failures, a success within the span, then more successes long after it: in
+    # one batch the late ones alone would be kept (max_steps), yet the early one completes
+    times = [(0, False), (20, False), (40, False), (60, True)]
+    times += [(t, True) for t in (10_000, 10_100, 10_200)]
+    rows = events([{"t": t, "ok": ok} for t, ok in times], "zeek.ssh")
+    few = Limits(max_steps=3)
+    whole = findings([seq], {"zeek.ssh": rows}, limits=few)
+    assert [(f["host"], f["events"]) for f in whole] == [("10.0.0.1", 1)]
+    assert whole == findings([seq], {"zeek.ssh": rows}, limits=few, batch_rows=1)

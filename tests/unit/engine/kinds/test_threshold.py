@@ -72,3 +72,20 @@ def test_a_straggler_after_its_window_closed_is_dropped_not_a_partial_finding(
     straggler = events([{"t": 3, "destination.port": 7, "id": "late"}])
     assert canonical(engine.observe("zeek.connection", straggler)) == []
     assert canonical(engine.finish()) == []
+
+
+def test_a_sum_threshold_adds_a_field_over_the_group(tmp_path: Path) -> None:
+    upload = rule(
+        tmp_path,
+        "threshold",
+        'group_by = ["destination.ip"]\nsum_field = "source.bytes"\nmin_sum = 1000\nwindow = "1h"',
+        extra='message = "{sum:.0f} bytes in {count}"\n',
+    )
+    rows: list[dict[str, Any]] = [
+        {"t": 0, "source.bytes": 600},
+        {"t": 10, "source.bytes": None},  # counts as nothing
+        {"t": 20, "source.bytes": 400},
+        {"t": 0, "source.bytes": 999, "destination.ip": "203.0.113.10"},  # just short
+    ]
+    found = findings([upload], {"zeek.connection": events(rows)}, batch_rows=1)
+    assert [(f["peer"], f["message"]) for f in found] == [("203.0.113.9", "1000 bytes in 3")]

@@ -1,0 +1,521 @@
+"""``absence``: events of one stream that lack (or have) a companion event in another.
+
+A *judged* event (``stream`` and ``where``, for example an outbound connection) counts
+when no ``unless`` companion exists and every ``requires`` companion does. A companion
+is an event of the clause's ``stream`` and ``where`` whose ``by`` fields equal the judged
+event's ``on`` fields, position by position, at most ``before`` earlier or ``after`` later
+than it. A list-valued field (the addresses of a DNS answer) matches if any element does.
+Counted events are then judged as ``threshold`` judges them: per host, ``group_by`` and
+``window``, at least ``min_count`` events (and ``min_distinct`` values of
+``distinct_field``). This is what "connection without a DNS lookup" and "DNS answer never
+connected to" need, which ordered ``sequence`` steps cannot say: the absence of an event.
+
+The verdict depends on events that may arrive later than the judged one (another stream,
+another file), so it is taken when a group is emitted (its window closes, or ``finish``),
+from everything seen so far; a companion arriving later marks the groups it can change
+dirty, and a finding that no longer holds is retracted. State: per group the earliest
+``max_distinct`` judged events with their keys (the events a verdict is made of), and the
+companions' keys and times, thinned to the earliest and latest per key and window-wide
+time bucket and dropped once no open window can use them. Tables are compacted when they
+have doubled, so the cost per event stays constant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Final, Self
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from correlator.engine.batch import Batch
+from correlator.engine.kinds.base import Context, GroupedParams, hits, only_rules
+from correlator.engine.kinds.companions import has_companion, key_rows, thin
+from correlator.engine.kinds.threshold import CountingKind, ThresholdKind
+from correlator.engine.rule import Rule
+from correlator.engine.spec import Predicate, predicate_fields
+from correlator.engine.window import MICROS, Duration, group_starts, rank_in_group
+
+logger = logging.getLogger(__name__)
+
+#: Judged events: one row per event and group (an event of ``entity = "both"`` is two),
+#: each with a serial number that its keys refer to (internal: no verdict depends on it).
+_JUDGED: Final = pa.schema(
+    [
+        pa.field("rule_id", pa.string()),
+        pa.field("gid", pa.string()),
+        pa.field("ts", pa.int64()),
+        pa.field("id", pa.string()),
+        pa.field("value", pa.string()),
+        pa.field("serial", pa.int64()),
+    ]
+)
+#: The join keys of judged events, one row per clause and key (lists give several).
+_KEYS: Final = pa.schema(
+    [
+        pa.field("rule_id", pa.string()),
+        pa.field("serial", pa.int64()),
+        pa.field("clause", pa.int32()),
+        pa.field("key", pa.string()),
+        pa.field("ts", pa.int64()),
+    ]
+)
+#: Companions: their clause, key and time; per key and time bucket only the earliest and
+#: the latest (``companions.thin``).
+_COMPANIONS: Final = pa.schema(
+    [
+        pa.field("rule_id", pa.string()),
+        pa.field("clause", pa.int32()),
+        pa.field("key", pa.string()),
+        pa.field("bucket", pa.int64()),
+        pa.field("ts", pa.int64()),
+    ]
+)
+
+
+#: Rows the tables may hold before the first compaction.
+COMPACT_AT: Final = 16_384
+
+
+class Companion(BaseModel):
+    """One clause: which events of which stream, joined on which fields, how near in time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stream: str
+    where: tuple[Predicate, ...] = ()
+    # fields of the judged event …
+    on: tuple[str, ...] = Field(min_length=1)
+    # … equal, position by position, to these fields of the companion
+    by: tuple[str, ...] = Field(min_length=1)
+    # how long before and after the judged event a companion may be
+    before: Duration = 0
+    after: Duration = 0
+
+    @model_validator(mode="after")
+    def _same_width(self) -> Self:
+        if len(self.on) != len(self.by):
+            raise ValueError("`on` and `by` need the same number of fields")
+        return self
+
+
+class AbsenceParams(GroupedParams):
+    """Params of ``absence``."""
+
+    # the stream of the judged events (``where`` selects them)
+    stream: str
+    window: Duration
+    min_count: int = Field(default=1, ge=1)
+    distinct_field: str | None = None
+    min_distinct: int | None = Field(default=None, ge=2)
+    # a judged event counts only if none of these has a companion …
+    unless: tuple[Companion, ...] = Field(min_length=1)
+    # … and each of these has one (for example: the sensor sees this host's lookups)
+    requires: tuple[Companion, ...] = ()
+
+    @model_validator(mode="after")
+    def _distinct_pair(self) -> Self:
+        if (self.distinct_field is None) != (self.min_distinct is None):
+            raise ValueError("distinct_field and min_distinct go together")
+        return self
+
+    @property
+    def clauses(self) -> tuple[Companion, ...]:
+        """``unless`` clauses, then ``requires`` clauses (a clause's number is its index)."""
+        return (*self.unless, *self.requires)
+
+    def fields(self) -> list[str]:
+        """Every event field the params read."""
+        out = [*super().fields(), *([self.distinct_field] if self.distinct_field else [])]
+        for clause in self.clauses:
+            out.extend([*predicate_fields(clause.where), *clause.on, *clause.by])
+        return out
+
+
+class AbsenceKind(CountingKind):
+    """Events without (or with) companions, counted per host, group and window."""
+
+    name = "absence"
+    Params = AbsenceParams
+    statistics = ThresholdKind.statistics - {"sum"}
+    default_message = "{rule}: {count} events from {host} within {span}"
+
+    def __init__(self, rules: Sequence[Rule], context: Context) -> None:
+        super().__init__(rules, context)
+        self.judged = _JUDGED.empty_table()
+        self.keys = _KEYS.empty_table()
+        self.companions = _COMPANIONS.empty_table()
+        # the counted events of the groups being emitted (set by ``_emit`` for its helpers)
+        self._current: pa.Table | None = None
+        self._warned = False
+        self._compacted = 0  # table rows after the last compaction
+        self._serial = 0  # the next judged event's serial number
+
+    @classmethod
+    def streams_of(cls, rule: Rule) -> frozenset[str]:
+        """The judged stream and the streams of the clauses."""
+        params = rule.params
+        assert isinstance(params, AbsenceParams)  # noqa: S101
+        return frozenset({params.stream, *(c.stream for c in params.clauses)})
+
+    # -- folding --------------------------------------------------------------------------
+
+    def fold(self, batch: Batch) -> None:
+        """Judged events into groups and keys; companions into their table."""
+        judged: list[pa.Table] = []
+        keys: list[pa.Table] = []
+        companions: list[pa.Table] = []
+        for rule in self.rules_on(batch.stream):
+            params = rule.params
+            assert isinstance(params, AbsenceParams)  # noqa: S101
+            if params.stream == batch.stream:
+                found = self._judged_rows(batch, rule, params)
+                if found.num_rows:
+                    serial = np.arange(self._serial, self._serial + found.num_rows, dtype=np.int64)
+                    self._serial += found.num_rows
+                    found = found.append_column("serial", pa.array(serial))
+                    judged.append(found.select(_JUDGED.names))
+                    keys.extend(self._judged_keys(batch, rule, params, found))
+            for index, clause in enumerate(params.clauses):
+                if clause.stream == batch.stream:
+                    part = _companion_rows(batch, rule, index, clause)
+                    if part.num_rows:
+                        companions.append(part)
+                        self._touch(rule, clause, part.column("ts"))
+        if judged:
+            self._keep(pa.concat_tables(judged), keys)
+        if companions:
+            self.companions = pa.concat_tables([self.companions, *companions])
+        self._compact()
+
+    def _compact(self) -> None:
+        """Thin and expire companions, drop dead keys, once the tables doubled since last time.
+
+        Duplicates and unthinned rows never change a verdict, so doing this now and then
+        (amortised linear) rather than per batch changes nothing but the cost.
+        """
+        size = self.companions.num_rows + self.keys.num_rows + self.judged.num_rows
+        if size < max(2 * self._compacted, COMPACT_AT):
+            return
+        self.companions = thin(self.companions)
+        self._expire()
+        self.judged = self._capped(self.judged)
+        # keys are added once per judged event: only those of dropped events need to go
+        serials = self.judged.column("serial").combine_chunks()
+        alive = pc.is_in(self.keys.column("serial"), value_set=serials)
+        self.keys = self.keys.filter(alive)
+        self._compacted = self.companions.num_rows + self.keys.num_rows + self.judged.num_rows
+
+    def _judged_rows(self, batch: Batch, rule: Rule, params: AbsenceParams) -> pa.Table:
+        distinct = params.distinct_field
+        found = hits(
+            batch,
+            rule,
+            batch.where(params.where),
+            group_by=params.group_by,
+            window_seconds=params.window,
+            context=self.context,
+            extra={
+                "value": batch.text(distinct) if distinct else pa.nulls(batch.rows, pa.string()),
+                "row": pa.array(np.arange(batch.rows, dtype=np.int64)),
+            },
+        )
+        found = self.state.on_time(found)
+        self.state.add(found.drop_columns(["value", "row"]))
+        return found
+
+    def _judged_keys(
+        self, batch: Batch, rule: Rule, params: AbsenceParams, found: pa.Table
+    ) -> list[pa.Table]:
+        rows = np.asarray(found.column("row").to_numpy(), dtype=np.int64)
+        out = []
+        for index, clause in enumerate(params.clauses):
+            pairs = key_rows(batch, rows, clause.on)
+            take = pa.array(pairs.owner)
+            n = len(pairs.owner)
+            out.append(
+                pa.table(
+                    {
+                        "rule_id": pa.repeat(pa.scalar(rule.id), n),
+                        "serial": found.column("serial").take(take),
+                        "clause": pa.repeat(pa.scalar(index, pa.int32()), n),
+                        "key": pairs.key,
+                        "ts": found.column("ts").take(take),
+                    },
+                    schema=_KEYS,
+                )
+            )
+        return out
+
+    def _keep(self, fresh: pa.Table, keys: list[pa.Table]) -> None:
+        """Add judged events and their keys (the per-group cap is applied by ``_capped``)."""
+        self.judged = pa.concat_tables([self.judged, fresh.cast(_JUDGED)])
+        self.keys = pa.concat_tables([self.keys, *keys])
+
+    def _capped(self, judged: pa.Table, *, ordered: bool = False) -> pa.Table:
+        """The earliest ``max_distinct`` judged events of each group.
+
+        Applied to every verdict and at every compaction, so which events count never
+        depends on when the cap was last enforced. ``ordered`` sorts the result by group,
+        time and id (otherwise it is left as it is when no group exceeds the cap).
+        """
+        if not judged.num_rows:
+            return judged
+        code = pc.dictionary_encode(judged.column("gid").combine_chunks()).indices
+        cap = self.context.limits.max_distinct
+        if not ordered and np.bincount(np.asarray(code, dtype=np.int64)).max() <= cap:
+            return judged
+        order = pc.sort_indices(
+            pa.table({"g": code, "ts": judged.column("ts"), "id": judged.column("id")}),
+            sort_keys=[("g", "ascending"), ("ts", "ascending"), ("id", "ascending")],
+        )
+        judged = judged.take(order)
+        rank = rank_in_group(group_starts(code.take(order)))
+        return judged.filter(pa.array(rank < cap))
+
+    def _touch(self, rule: Rule, clause: Companion, ts: pa.Array) -> None:
+        """Mark dirty the rule's groups whose events a companion at these times can change."""
+        groups = self.state.groups
+        if not groups.num_rows or not len(ts):
+            return
+        earliest = int(pc.min(ts).as_py()) - clause.after * MICROS
+        latest = int(pc.max(ts).as_py()) + clause.before * MICROS
+        mine = pc.and_(
+            pc.equal(groups.column("rule_id"), rule.id),
+            pc.and_(
+                pc.less_equal(groups.column("window"), latest),
+                pc.greater(groups.column("window_end"), earliest),
+            ),
+        )
+        dirty = pc.or_(groups.column("dirty"), mine)
+        self.state.groups = groups.set_column(
+            groups.schema.get_field_index("dirty"), "dirty", dirty
+        )
+
+    def _expire(self) -> None:
+        """Drop companions no open window can use, and bound the table."""
+        if self.companions.num_rows and self.watermarks:
+            lateness = self.context.limits.lateness_seconds * MICROS
+            floors = []
+            for rule in self.rules.values():
+                params = rule.params
+                assert isinstance(params, AbsenceParams)  # noqa: S101
+                mark = self.watermarks.get(params.stream)
+                reach = max((c.before for c in params.clauses), default=0)
+                floor = (
+                    mark - lateness - (params.window + reach) * MICROS
+                    if mark is not None
+                    else np.iinfo(np.int64).min
+                )
+                floors.append((rule.id, floor))
+            ids = pa.array([r for r, _ in floors], pa.string())
+            table = np.array([f for _, f in floors], dtype=np.int64)
+            index = pc.index_in(self.companions.column("rule_id"), value_set=ids)
+            floor = table[np.asarray(index.fill_null(0).to_numpy(zero_copy_only=False))]
+            ts = np.asarray(self.companions.column("ts").to_numpy(), dtype=np.int64)
+            self.companions = self.companions.filter(pa.array(ts >= floor))
+        excess = self.companions.num_rows - self.context.limits.max_groups
+        if excess > 0:
+            if not self._warned:
+                logger.warning(
+                    "absence state full: oldest companions dropped beyond rules.max_groups = "
+                    "%d; verdicts now depend on input order",
+                    self.context.limits.max_groups,
+                )
+                self._warned = True
+            order = pc.sort_indices(self.companions, sort_keys=[("ts", "descending")])
+            self.companions = self.companions.take(order.slice(0, self.context.limits.max_groups))
+
+    def forget(self, gids: pa.Array) -> None:
+        """Drop closed groups with their judged events and keys."""
+        super().forget(gids)
+        if not self.judged.num_rows:
+            return
+        gone = pc.is_in(self.judged.column("gid"), value_set=gids)
+        serials = self.judged.column("serial").filter(gone).combine_chunks()
+        self.judged = self.judged.filter(pc.invert(gone))
+        self.keys = self.keys.filter(
+            pc.invert(pc.is_in(self.keys.column("serial"), value_set=serials))
+        )
+
+    # -- judging --------------------------------------------------------------------------
+
+    def _emit(self, groups: pa.Table) -> pa.Table | None:
+        """Replace each group's count and times by those of its counted events, then emit."""
+        if not groups.num_rows:
+            return None
+        counted = self.counted(groups.column("gid"))
+        # counted is sorted by group, time and id: "first" is the earliest event
+        stats = counted.group_by("gid", use_threads=False).aggregate(
+            [("ts", "min"), ("ts", "max"), ("ts", "count"), ("id", "first")]
+        )
+        index = pc.index_in(groups.column("gid"), value_set=stats.column("gid"))
+        found = pc.is_valid(index)
+        at = index.fill_null(0)
+        updated = groups
+        for target, source, default in (
+            ("count", "ts_count", pa.repeat(pa.scalar(0, pa.int64()), groups.num_rows)),
+            ("first_ts", "ts_min", groups.column("first_ts")),
+            ("last_ts", "ts_max", groups.column("last_ts")),
+            ("first_id", "id_first", groups.column("first_id")),
+        ):
+            kind = groups.schema.field(target).type
+            value = (
+                pc.if_else(found, pc.cast(stats.column(source).take(at), kind), default)
+                if stats.num_rows
+                else default
+            )
+            updated = updated.set_column(updated.schema.get_field_index(target), target, value)
+        self._current = counted
+        try:
+            return super()._emit(updated)
+        finally:
+            self._current = None
+
+    def counted(self, gids: pa.Array | pa.ChunkedArray) -> pa.Table:
+        """The judged events of some groups that count: no ``unless``, every ``requires``.
+
+        Sorted by group, time and id.
+        """
+        judged = self._capped(
+            self.judged.filter(pc.is_in(self.judged.column("gid"), value_set=gids)), ordered=True
+        )
+        if not judged.num_rows:
+            return judged
+        serials = judged.column("serial").combine_chunks()
+        ok = np.ones(judged.num_rows, dtype=bool)
+        keys = self.keys.filter(pc.is_in(self.keys.column("serial"), value_set=serials))
+        for rule_id in pc.unique(judged.column("rule_id")).to_pylist():
+            params = self.rules[rule_id].params
+            assert isinstance(params, AbsenceParams)  # noqa: S101
+            of_rule = np.asarray(
+                pc.equal(judged.column("rule_id"), rule_id).to_numpy(zero_copy_only=False),
+                dtype=bool,
+            )
+            for index, clause in enumerate(params.clauses):
+                mine = keys.filter(
+                    pc.and_(
+                        pc.equal(keys.column("rule_id"), rule_id),
+                        pc.equal(keys.column("clause"), index),
+                    )
+                )
+                near = self.companions.filter(
+                    pc.and_(
+                        pc.equal(self.companions.column("rule_id"), rule_id),
+                        pc.equal(self.companions.column("clause"), index),
+                    )
+                )
+                matched = has_companion(
+                    mine.column("key").combine_chunks(),
+                    np.asarray(mine.column("ts").to_numpy(), dtype=np.int64),
+                    near.column("key").combine_chunks(),
+                    np.asarray(near.column("ts").to_numpy(), dtype=np.int64),
+                    before_us=clause.before * MICROS,
+                    after_us=clause.after * MICROS,
+                )
+                found = mine.column("serial").combine_chunks().filter(pa.array(matched))
+                with_one = np.asarray(
+                    pc.is_in(serials, value_set=found).to_numpy(zero_copy_only=False), dtype=bool
+                )
+                if index < len(params.unless):
+                    ok &= ~(of_rule & with_one)
+                else:
+                    ok &= ~of_rule | with_one
+        return judged.filter(pa.array(ok))  # _capped sorted it
+
+    def judge(self, groups: pa.Table) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+        """Groups whose counted events reach ``min_count`` (and ``min_distinct``)."""
+        counts = np.asarray(groups.column("count").to_numpy(zero_copy_only=False))
+        ok = (counts >= 1) & (counts >= self.per_rule(groups, "min_count"))
+        wanted = np.nan_to_num(self.per_rule(groups, "min_distinct"), nan=0.0)
+        if (wanted > 0).any():
+            seen = self._distinct(groups.column("gid"))
+            ok &= np.array([seen.get(g, 0) for g in groups.column("gid").to_pylist()]) >= wanted
+        return ok, self.per_rule(groups, "confidence")
+
+    def _distinct(self, gids: pa.Array | pa.ChunkedArray) -> dict[str, int]:
+        counted = self._current if self._current is not None else self.counted(gids)
+        rows = counted.filter(pc.is_valid(counted.column("value")))
+        unique = rows.group_by(["gid", "value"], use_threads=False).aggregate([])
+        per = unique.group_by("gid", use_threads=False).aggregate([("value", "count")])
+        return dict(
+            zip(per.column("gid").to_pylist(), per.column("value_count").to_pylist(), strict=True)
+        )
+
+    def evidence_of(self, gids: pa.Array | pa.ChunkedArray) -> dict[str, list[str]]:
+        """The earliest ``max_evidence`` counted events of each group."""
+        counted = self._current if self._current is not None else self.counted(gids)
+        mine = counted.filter(pc.is_in(counted.column("gid"), value_set=gids))
+        out: dict[str, list[str]] = {}
+        for gid, event in zip(
+            mine.column("gid").to_pylist(), mine.column("id").to_pylist(), strict=True
+        ):
+            kept = out.setdefault(gid, [])
+            if len(kept) < self.context.limits.max_evidence:
+                kept.append(event)
+        return out
+
+    def statistics_of(self, groups: pa.Table) -> list[dict[str, object]]:
+        """Counts, times and the distinct count of counted events."""
+        stats = super().statistics_of(groups)
+        seen = self._distinct(groups.column("gid"))
+        cap = self.context.limits.max_distinct
+        for item, gid, rule_id in zip(
+            stats,
+            groups.column("gid").to_pylist(),
+            groups.column("rule_id").to_pylist(),
+            strict=True,
+        ):
+            n = seen.get(gid, 0)
+            params = self.rules[rule_id].params
+            assert isinstance(params, AbsenceParams)  # noqa: S101
+            item.update(distinct=f"{n}+" if n >= cap else n, min_count=params.min_count)
+        return stats
+
+    # -- state ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, pa.Table]:
+        """Group state, watermarks, judged events, their keys and the companions."""
+        return {
+            **super().snapshot(),
+            "absence.judged": self.judged,
+            "absence.keys": self.keys,
+            "absence.companions": self.companions,
+        }
+
+    def restore(self, tables: Mapping[str, pa.Table]) -> None:
+        """Take back the state of rules still loaded."""
+        super().restore(tables)
+        rules = list(self.rules)
+        for name, schema in (
+            ("judged", _JUDGED),
+            ("keys", _KEYS),
+            ("companions", _COMPANIONS),
+        ):
+            table = tables.get(f"absence.{name}", schema.empty_table()).cast(schema)
+            setattr(self, name, only_rules(table, rules))
+        if self.judged.num_rows:
+            self._serial = int(pc.max(self.judged.column("serial")).as_py()) + 1
+
+
+def _companion_rows(batch: Batch, rule: Rule, index: int, clause: Companion) -> pa.Table:
+    rows = np.flatnonzero(batch.where(clause.where))
+    pairs = key_rows(batch, rows, clause.by)
+    n = len(pairs.owner)
+    ts = batch.ts[rows][pairs.owner]
+    # buckets as wide as the clause's whole time window: see companions.thin
+    width = max((clause.before + clause.after) * MICROS, 1)
+    return pa.table(
+        {
+            "rule_id": pa.repeat(pa.scalar(rule.id), n),
+            "clause": pa.repeat(pa.scalar(index, pa.int32()), n),
+            "key": pairs.key,
+            "bucket": pa.array(ts // width, pa.int64()),
+            "ts": pa.array(ts, pa.int64()),
+        },
+        schema=_COMPANIONS,
+    )

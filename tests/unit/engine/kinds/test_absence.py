@@ -1,0 +1,184 @@
+"""``absence``: companions before and after, list keys, required context, late companions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from correlator.engine.batch import Batch
+from correlator.engine.fixtures import canonical, engine_for, run
+from correlator.engine.kinds import absence
+from correlator.engine.kinds.companions import has_companion, key_rows, thin
+from correlator.normalise.addresses import Networks
+from tests.unit.engine.helpers import events, findings, rule
+
+#: Connections to an address no lookup answered with, from hosts whose lookups are seen.
+UNRESOLVED = """stream = "zeek.connection"
+where = [{ field = "destination.port", op = "eq", value = 443 }]
+group_by = ["destination.ip"]
+min_count = 2
+window = "1h"
+
+[[rule.params.unless]]
+stream = "zeek.dns"
+on = ["destination.ip"]
+by = ["dns.resolved_ip"]
+before = "10m"
+after = "5s"
+
+[[rule.params.requires]]
+stream = "zeek.dns"
+on = ["source.ip"]
+by = ["source.ip"]
+before = "30m"
+after = "30m"
+"""
+
+MESSAGE = 'message = "{count} connections to {destination.ip}"\n'
+
+
+def _lookup(t: float, *addresses: str, host: str = "10.0.0.1") -> dict[str, object]:
+    return {
+        "t": t,
+        "id": f"d{t}",
+        "source.ip": host,
+        "destination.ip": "10.0.0.53",
+        "destination.port": 53,
+        "dns.resolved_ip": list(addresses),
+    }
+
+
+def test_connections_without_an_answer_naming_their_address_count(tmp_path: Path) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    conns = events(
+        [
+            {"t": 100, "destination.ip": "203.0.113.9", "id": "c1"},  # never resolved
+            {"t": 160, "destination.ip": "203.0.113.9", "id": "c2"},
+            {"t": 100, "destination.ip": "198.51.100.7", "id": "c3"},  # resolved before
+            {"t": 130, "destination.ip": "198.51.100.7", "id": "c4"},
+            {"t": 100, "destination.ip": "192.0.2.4", "id": "c5"},  # resolved 3 s after: ok
+            {"t": 200, "destination.ip": "192.0.2.4", "id": "c6"},  # ... but not 103 s after
+        ]
+    )
+    dns = events([_lookup(50, "192.0.2.80", "198.51.100.7"), _lookup(103, "192.0.2.4")], "zeek.dns")
+    found = findings([unresolved], {"zeek.connection": conns, "zeek.dns": dns})
+    assert [(f["peer"], f["message"]) for f in found] == [
+        ("203.0.113.9", "2 connections to 203.0.113.9")
+    ]
+    # one counted connection is not enough
+    assert findings([unresolved], {"zeek.connection": conns.slice(0, 1), "zeek.dns": dns}) == []
+
+
+def test_nothing_counts_where_the_required_context_is_missing(tmp_path: Path) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    conns = events([{"t": 100 + i, "id": f"c{i}"} for i in range(5)])
+    # the sensor sees no lookup of this host: its connections say nothing about DNS
+    other = events([_lookup(90, "192.0.2.1", host="10.0.0.2")], "zeek.dns")
+    assert findings([unresolved], {"zeek.connection": conns, "zeek.dns": other}) == []
+    # a lookup of its own 40 minutes earlier is too far
+    early = events([_lookup(100 - 2400, "192.0.2.1")], "zeek.dns")
+    assert findings([unresolved], {"zeek.connection": conns, "zeek.dns": early}) == []
+
+
+def test_a_late_companion_retracts_the_finding(tmp_path: Path) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    engine = engine_for([unresolved])
+    engine.observe("zeek.dns", events([_lookup(10, "192.0.2.1")], "zeek.dns"))
+    engine.observe("zeek.connection", events([{"t": 100 + i, "id": f"c{i}"} for i in range(3)]))
+    first = engine.finish()
+    assert first.column("event.risk_score").to_pylist() == [40.0]
+    assert first.column("furui.events").to_pylist() == [3]
+    # another sensor's DNS log arrives later: the address had been looked up after all
+    engine.observe("zeek.dns", events([_lookup(60, "203.0.113.9", host="10.0.0.3")], "zeek.dns"))
+    second = engine.finish()
+    assert second.column("finding.id").to_pylist() == first.column("finding.id").to_pylist()
+    assert second.column("event.risk_score").to_pylist() == [0.0]
+    assert canonical(second) == []
+
+
+def test_keys_expand_lists_and_skip_nulls() -> None:
+    table = events(
+        [
+            {"dns.resolved_ip": ["192.0.2.1", "192.0.2.2"]},
+            {"dns.resolved_ip": []},
+            {"dns.resolved_ip": None, "source.ip": None},
+            {"dns.resolved_ip": ["192.0.2.3"], "source.ip": "10.0.0.9"},
+        ],
+        "zeek.dns",
+    )
+    batch = Batch("zeek.dns", table, Networks.of(["10.0.0.0/8"]))
+    keys = key_rows(batch, np.arange(4), ["source.ip", "dns.resolved_ip"])
+    assert keys.owner.tolist() == [0, 0, 3]
+    assert keys.key.to_pylist() == [
+        "10.0.0.1\x1f192.0.2.1",
+        "10.0.0.1\x1f192.0.2.2",
+        "10.0.0.9\x1f192.0.2.3",
+    ]
+
+
+def test_has_companion_looks_in_the_window_around_each_event() -> None:
+    companions = pa.array(["a", "a", "b"])
+    times = np.array([100, 500, 300], dtype=np.int64)
+    asked = pa.array(["a", "a", "a", "b", "c"])
+    at = np.array([150, 420, 600, 290, 300], dtype=np.int64)
+    found = has_companion(asked, at, companions, times, before_us=60, after_us=20)
+    # a@150: 100 is 50 before; a@420: 500 is 80 after (> 20); a@600: 500 is 100 before (> 60);
+    # b@290: 300 is 10 after; c: none
+    assert found.tolist() == [True, False, False, True, False]
+
+
+def test_thinning_companions_never_changes_an_answer() -> None:
+    rng = np.random.default_rng(7)
+    n = 5000
+    keys = pa.array([f"k{k}" for k in rng.integers(0, 5, n)])
+    times = rng.integers(0, 100_000, n).astype(np.int64)
+    before, after = 700, 300
+    table = pa.table(
+        {
+            "rule_id": pa.repeat(pa.scalar("r"), n),
+            "clause": pa.array(np.zeros(n, dtype=np.int32)),
+            "key": keys,
+            "bucket": pa.array(times // (before + after)),
+            "ts": pa.array(times),
+        }
+    )
+    thinned_table = thin(table)
+    assert thinned_table.num_rows <= 2 * 5 * 100  # two per key and bucket
+    asked = pa.array([f"k{k}" for k in rng.integers(0, 6, 2000)])
+    at = rng.integers(-1000, 101_000, 2000).astype(np.int64)
+    full = has_companion(asked, at, keys, times, before_us=before, after_us=after)
+    thinned = has_companion(
+        asked,
+        at,
+        thinned_table.column("key").combine_chunks(),
+        np.asarray(thinned_table.column("ts").to_numpy()),
+        before_us=before,
+        after_us=after,
+    )
+    assert full.any()
+    assert (thinned == full).all()
+
+
+def test_compaction_leaves_verdicts_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    lookups = [_lookup(10 * i, f"192.0.2.{i % 200}") for i in range(600)]
+    conns = [
+        {
+            "t": 10 * i + 5,
+            "destination.ip": f"192.0.2.{i % 200}" if i % 5 else f"198.51.100.{i % 50}",
+            "id": f"c{i}",
+        }
+        for i in range(600)
+    ]
+    streams = {"zeek.connection": events(conns), "zeek.dns": events(lookups, "zeek.dns")}
+    order = sorted(streams)
+    whole = canonical(run(engine_for([unresolved]), streams, order=order))
+    # every fifth connection goes to one of ten addresses no answer names
+    assert {f["peer"] for f in whole} == {f"198.51.100.{n}" for n in range(0, 50, 5)}
+    monkeypatch.setattr(absence, "COMPACT_AT", 64)  # compact (thin, cap, expire) all the time
+    for rows in (7, 100):
+        engine = engine_for([unresolved])
+        assert canonical(run(engine, streams, batch_rows=rows, order=order)) == whole
