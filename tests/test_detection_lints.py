@@ -130,3 +130,17 @@ def test_production_needs_fixtures_experimental_only_warns(pack: Path) -> None:
 def test_stray_fixture_folder(pack: Path) -> None:
     (pack / "fixtures" / "no_such_rule").mkdir()
     assert any("stray" in str(i) for i in failures(_issues(pack)))
+
+
+def test_every_stream_an_absence_rule_reads_is_a_data_source(tmp_path: Path) -> None:
+    name = "command_and_control/command_and_control_tls_to_address_never_looked_up.toml"
+    target = tmp_path / "rules" / name
+    target.parent.mkdir(parents=True)
+    text = (packaged_rules() / name).read_text()
+    target.write_text(
+        text.replace('data_sources = ["zeek.ssl", "zeek.dns"]', 'data_sources = ["zeek.ssl"]')
+    )
+    issues = run_lints(load_rules([tmp_path / "rules"]), LintContext({}, FIXTURES))
+    assert any(
+        i.lint == "known-fields" and "'zeek.dns' missing" in str(i) for i in failures(issues)
+    )
