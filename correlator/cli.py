@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any
 
 import orjson
 import pyarrow as pa
@@ -22,18 +20,17 @@ from rich.console import Console
 from rich.table import Table
 
 from correlator import __version__, kibana, log
+from correlator.cli_common import JsonOption, fail_cleanly
 from correlator.cli_es import run_command, ship_command
+from correlator.cli_eval import eval_command
 from correlator.cli_model import model_app
 from correlator.cli_rules import rules_app
-from correlator.errors import ExitCode, FuruiError
+from correlator.errors import ExitCode
 from correlator.pipeline import RunReport, analyze
 from correlator.progress import RichProgress
 from correlator.settings import Settings, load_settings
 from correlator.sinks.ndjson import append_quarantine, documents, write_incidents
 from correlator.state import Store
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 _SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "green"}
 _STATUSES = ("open", "acknowledged", "closed")
@@ -83,24 +80,6 @@ DbOption = Annotated[
         "--db", help="Embedded store (DuckDB file). [default: furui.duckdb]", show_default=False
     ),
 ]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")
-]
-
-
-def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn Furui's own errors into a one-line message and their exit code."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except FuruiError as error:
-            # plain text: one line, never wrapped, whatever the terminal width
-            typer.echo(f"furui: error: {error}", err=True)
-            raise typer.Exit(int(error.exit_code)) from error
-
-    return wrapper
 
 
 def _settings(config: Path | None, db: Path | None) -> Settings:
@@ -113,7 +92,7 @@ def _settings(config: Path | None, db: Path | None) -> Settings:
 
 
 @app.command("analyze")
-@_fail_cleanly
+@fail_cleanly
 def analyze_command(
     paths: Annotated[
         list[Path],
@@ -183,7 +162,7 @@ def analyze_command(
 
 
 @incidents_app.command("list")
-@_fail_cleanly
+@fail_cleanly
 def incidents_list(
     db: DbOption = None,
     top: Annotated[int, typer.Option("--top", help="Incidents shown.", min=0)] = 20,
@@ -206,7 +185,7 @@ def incidents_list(
 
 
 @incidents_app.command("status")
-@_fail_cleanly
+@fail_cleanly
 def incidents_status(
     incident_id: Annotated[str, typer.Argument(help="The incident's event.id.")],
     status: Annotated[str, typer.Argument(help="open, acknowledged or closed.")],
@@ -225,7 +204,7 @@ def incidents_status(
 
 
 @settings_app.command("show")
-@_fail_cleanly
+@fail_cleanly
 def settings_show(config: ConfigOption = None, json_output: JsonOption = False) -> None:
     """Print the effective settings (defaults < site file < FURUI_* environment).
 
@@ -244,7 +223,7 @@ def settings_show(config: ConfigOption = None, json_output: JsonOption = False) 
 
 
 @kibana_app.command("export")
-@_fail_cleanly
+@fail_cleanly
 def kibana_export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
@@ -371,8 +350,9 @@ def _print_summary(
     console.print(f"{written} incidents written to {output}.")
 
 
-app.command("ship")(_fail_cleanly(ship_command))
-app.command("run")(_fail_cleanly(run_command))
+app.command("ship")(fail_cleanly(ship_command))
+app.command("run")(fail_cleanly(run_command))
+app.command("eval")(fail_cleanly(eval_command))
 
 
 def main() -> None:

@@ -12,9 +12,8 @@ import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import pyarrow as pa
@@ -23,7 +22,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from correlator.errors import FuruiError, InputError, ModelError
+from correlator.cli_common import JsonOption, fail_cleanly
+from correlator.errors import InputError, ModelError
 from correlator.ml.bundle import MODEL_NAME, ModelBundle, next_version
 from correlator.ml.dataset import LabelledFlows, conn_logs, load_conn, load_labelled
 from correlator.ml.evaluate import Evaluation, evaluate
@@ -58,25 +58,10 @@ ModelOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-
-def _fail_cleanly(func: Any) -> Any:  # noqa: ANN401 - decorates typer commands of any shape
-    """Turn Furui's own errors into a one-line message and their exit code."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        try:
-            return func(*args, **kwargs)
-        except FuruiError as error:
-            typer.echo(f"furui: error: {error}", err=True)
-            raise typer.Exit(int(error.exit_code)) from error
-
-    return wrapper
 
 
 @model_app.command("train")
-@_fail_cleanly
+@fail_cleanly
 def train_command(
     data: DataOption,
     out: Annotated[
@@ -126,7 +111,7 @@ def train_command(
 
 
 @model_app.command("evaluate")
-@_fail_cleanly
+@fail_cleanly
 def evaluate_command(
     data: DataOption, model: ModelOption = None, json_output: JsonOption = False
 ) -> None:
@@ -151,7 +136,7 @@ def evaluate_command(
 
 
 @model_app.command("score")
-@_fail_cleanly
+@fail_cleanly
 def score_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Zeek conn logs (TSV, JSON or CSV), files or folders.")
@@ -180,7 +165,7 @@ def score_command(
 
 
 @model_app.command("verify")
-@_fail_cleanly
+@fail_cleanly
 def verify_command(model: ModelOption = None, json_output: JsonOption = False) -> None:
     """Verify a bundle (sha256, feature schema, scikit-learn version, trusted types)."""
     bundle = ModelBundle.load(model)
@@ -203,7 +188,7 @@ def verify_command(model: ModelOption = None, json_output: JsonOption = False) -
 
 
 @model_app.command("novelty")
-@_fail_cleanly
+@fail_cleanly
 def novelty_command(
     data: Annotated[
         list[Path],

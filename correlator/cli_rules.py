@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Final, ParamSpec, TypeVar
+from typing import Annotated, Final
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from correlator.cli_common import JsonOption, fail_cleanly
 from correlator.engine.fixtures import (
     EXPECTED,
     NEGATIVE,
@@ -34,9 +33,6 @@ from correlator.engine.lock import lock_path, read_lock, write_lock
 from correlator.engine.registry import KINDS
 from correlator.errors import ExitCode, FuruiError
 from correlator.schema.attack import load_attack
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 rules_app = typer.Typer(
     help="List, lint, test, scaffold and lock the heuristic rules (docs/rules.md).",
@@ -55,7 +51,6 @@ FixturesOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 #: A skeleton of params per kind, for ``rules new``; the author fills in the logic.
 _SKELETONS: Final[dict[str, str]] = {
@@ -70,21 +65,18 @@ _SKELETONS: Final[dict[str, str]] = {
     'group_by = ["destination.ip", "destination.port"]\nsize_field = "source.bytes"\n',
     "new": 'where = []\nfields = ["destination.ip"]\nby = ["source.ip"]\nlearning = "1d"\n',
     "rare": 'where = []\nfields = ["user_agent.original"]\nmax_hosts = 1\nlearning = "1d"\n',
+    "absence": 'stream = "zeek.connection"\nwhere = []\ngroup_by = ["destination.ip"]\n'
+    'window = "1h"\nunless = [\n  { stream = "zeek.dns", on = ["destination.ip"], '
+    'by = ["dns.resolved_ip"], before = "1h" },\n]\n',
 }
 
 
-def _fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
-    """Furui's own errors end the command with their message and exit code."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except FuruiError as error:
-            typer.echo(f"furui: error: {error}", err=True)
-            raise typer.Exit(int(error.exit_code)) from error
-
-    return wrapper
+#: The streams a skeleton reads (every stream of its params must be listed).
+_SOURCE: Final = '["zeek.connection"]'
+_SOURCES: Final[dict[str, str]] = {
+    "sequence": '["zeek.ssh"]',
+    "absence": '["zeek.connection", "zeek.dns"]',
+}
 
 
 def _folders(paths: list[Path] | None) -> list[Path]:
@@ -102,7 +94,7 @@ def _print_json(data: object) -> None:
 
 
 @rules_app.command("list")
-@_fail_cleanly
+@fail_cleanly
 def list_rules(paths: PathsOption = None, json_output: JsonOption = False) -> None:
     """Show every rule: id, name, kind, severity, maturity, ATT&CK ids."""
     ruleset = load_rules(_folders(paths))
@@ -149,7 +141,7 @@ def list_rules(paths: PathsOption = None, json_output: JsonOption = False) -> No
 
 
 @rules_app.command("lint")
-@_fail_cleanly
+@fail_cleanly
 def lint_rules(
     paths: PathsOption = None, fixtures: FixturesOption = None, json_output: JsonOption = False
 ) -> None:
@@ -188,7 +180,7 @@ def lint_rules(
 
 
 @rules_app.command("test")
-@_fail_cleanly
+@fail_cleanly
 def run_rule_tests(
     names: Annotated[
         list[str] | None,
@@ -229,7 +221,7 @@ def run_rule_tests(
 
 
 @rules_app.command("new")
-@_fail_cleanly
+@fail_cleanly
 def new_rule(  # noqa: PLR0917 - typer commands take their options as parameters
     tactic: Annotated[str, typer.Argument(help="Tactic id or short name (TA0007, discovery).")],
     name: Annotated[str, typer.Argument(help="The rule's name, in words.")],
@@ -283,7 +275,7 @@ def _skeleton(tactic: str, technique: str, name: str, kind: str) -> str:
         f"created = {today}\nupdated = {today}\n\n"
         f'[rule]\nname = "{name}"\n'
         'description = """\nWhat the rule sees, and why it matters.\n"""\n'
-        'severity = "low"\nrisk_score = 20\ndata_sources = ["zeek.connection"]\n'
+        f'severity = "low"\nrisk_score = 20\ndata_sources = {_SOURCES.get(kind, _SOURCE)}\n'
         "false_positives = []\nreferences = []\n"
         f'kind = "{kind}"\n\n[rule.params]\n{_SKELETONS[kind]}\n'
         f'[[rule.attack]]\ntactic = "{tactic}"\ntechnique = "{technique or "T0000"}"\n'
@@ -291,7 +283,7 @@ def _skeleton(tactic: str, technique: str, name: str, kind: str) -> str:
 
 
 @rules_app.command("lock")
-@_fail_cleanly
+@fail_cleanly
 def lock_rules() -> None:
     """Record each packaged rule's version and hash in version.lock.json."""
     ruleset: RuleSet = load_rules([packaged_rules()])

@@ -1,0 +1,36 @@
+"""What every ``furui`` sub-command shares: the error boundary and the ``--json`` flag."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from correlator.errors import FuruiError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")
+]
+
+
+def fail_cleanly(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn Furui's own errors into a one-line message and their exit code.
+
+    Anything else is a bug and keeps its traceback.
+    """
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except FuruiError as error:
+            # plain text: one line, never wrapped, whatever the terminal width
+            typer.echo(f"furui: error: {error}", err=True)
+            raise typer.Exit(int(error.exit_code)) from error
+
+    return wrapper
