@@ -25,7 +25,13 @@ from rich.table import Table
 from correlator.cli_common import JsonOption, fail_cleanly
 from correlator.errors import InputError, ModelError
 from correlator.ml.bundle import MODEL_NAME, ModelBundle, next_version
-from correlator.ml.dataset import LabelledFlows, conn_logs, load_conn, load_labelled
+from correlator.ml.dataset import (
+    LabelledFlows,
+    conn_logs,
+    load_conn,
+    load_context,
+    load_labelled,
+)
 from correlator.ml.evaluate import Evaluation, evaluate
 from correlator.ml.features import extract
 from correlator.ml.novelty import NoveltyModel
@@ -139,7 +145,11 @@ def evaluate_command(
 @fail_cleanly
 def score_command(
     paths: Annotated[
-        list[Path], typer.Argument(help="Zeek conn logs (TSV, JSON or CSV), files or folders.")
+        list[Path],
+        typer.Argument(
+            help="Zeek conn logs (TSV, JSON or CSV), files or folders; dns and ssl logs in "
+            "the same folders are read for the DNS/TLS features."
+        ),
     ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="CSV with one row per conn event: uid,score.")
@@ -149,7 +159,8 @@ def score_command(
     """Score every conn event with a bundle: a CSV of uid and probability (0–1)."""
     bundle = ModelBundle.load(model)
     events = load_conn(paths)
-    scores = bundle.probability(extract(events))
+    context = load_context(paths)  # the dns and ssl logs beside them, as in training
+    scores = bundle.probability(extract(events, dns=context.dns, ssl=context.ssl))
     table = pa.table(
         {
             "uid": events.column("zeek.session_id").combine_chunks(),
@@ -213,8 +224,9 @@ def novelty_command(
         for root in data
         for log in conn_logs(root)
     }
+    context = load_context(data)
     model = NoveltyModel.fit(
-        extract(events),
+        extract(events, dns=context.dns, ssl=context.ssl),
         files=files,
         version=f"{now:%Y.%m.%d}.1",
         created_at=now,

@@ -12,14 +12,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from correlator.errors import ModelError
 from correlator.ml.bundle import ModelBundle
-from correlator.ml.detector import HELD, RULESET, FlowClassifier
+from correlator.ml.detector import HELD, MAX_HELD_FLOWS, RULESET, FlowClassifier, project
 from correlator.ml.explain import drivers
-from correlator.ml.features import FEATURES, INPUT_COLUMNS, describe, extract
+from correlator.ml.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    INPUT_COLUMNS,
+    describe,
+    extract,
+    window_of,
+)
 from correlator.normalise.addresses import Networks
 from correlator.pipeline import analyze
 from correlator.settings import Settings
@@ -40,8 +48,11 @@ def bundle() -> ModelBundle:
     return ModelBundle.load()
 
 
-def _detector(bundle: ModelBundle) -> FlowClassifier:
-    return FlowClassifier(bundle, Networks.of(list(DEFAULT_INTERNAL)), 0.5, 0.75)
+def _detector(
+    bundle: ModelBundle, max_held: int = MAX_HELD_FLOWS, *, extra: tuple[str, ...] = ()
+) -> FlowClassifier:
+    internal = Networks.of([*DEFAULT_INTERNAL, *extra])
+    return FlowClassifier(bundle, internal, 0.5, 0.75, max_held=max_held)
 
 
 def _findings(detector: FlowClassifier, events: pa.Table) -> pa.Table:
@@ -114,6 +125,7 @@ def test_streaming_and_resuming_score_like_one_pass(bundle: ModelBundle) -> None
     whole = _findings(_detector(bundle), events)
     state, parts, progressive = b"", [], 0
     for start in range(0, events.num_rows, 1500):
+        # no dns/ssl log: nothing waits for them, windows are scored two windows later
         detector = _detector(bundle)
         detector.restore(state)  # a new run picks up where the last stopped
         part = detector.observe("zeek.connection", events.slice(start, 1500))
@@ -183,3 +195,87 @@ def test_explanations_name_the_drivers_with_their_values(bundle: ModelBundle) ->
         calmer = row.copy()
         calmer[named] = bundle.reference()[named]
         assert bundle.probability(calmer[None, :])[0] < bundle.probability(row[None, :])[0]
+
+
+TLS_CAPTURE = ("stratosphere-ctu-zeek", "010-zeek-mixed", "data")
+EXPOSED = ("147.32.83.234/32",)  # README: the Windows PC exposed to the Internet
+
+
+def _streams(folder: Path) -> list[tuple[str, pa.Table]]:
+    """A file run's order: the dns log, the ssl log, then the conn log (``discover``)."""
+    return [
+        ("zeek.dns", load_events(folder / "dns.log.labeled").stream("zeek.dns")),
+        ("zeek.ssl", load_events(folder / "ssl.log.labeled").stream("zeek.ssl")),
+        ("zeek.connection", load_events(folder / "conn.log.labeled").stream("zeek.connection")),
+    ]
+
+
+def test_dns_and_tls_context_is_joined_as_in_training(bundle: ModelBundle) -> None:
+    """Read in a file run's order, flows get their windows' ssl context, as in training."""
+    streams = _streams(shared(*TLS_CAPTURE))
+    detector = _detector(bundle, extra=EXPOSED)
+    assert {name for name, _ in streams} <= detector.streams
+    dns, ssl, conn = (t for _, t in streams)
+    assert len(set(window_of(ssl).tolist())) > 2  # the ssl log spans several windows
+    early = [detector.observe("zeek.dns", dns), detector.observe("zeek.ssl", ssl)]
+    # before any flow, every ssl row is kept for the windows the flows will fall in
+    assert sum(t.num_rows for t in detector._context["zeek.ssl"]) == ssl.num_rows
+    found = pa.concat_tables([*early, detector.observe("zeek.connection", conn), detector.finish()])
+    matrix = extract(conn, dns=dns, ssl=ssl)
+    assert not np.isnan(matrix[:, FEATURE_NAMES.index("tls_sni")]).all()
+    flagged = bundle.probability(matrix) >= bundle.threshold
+    ids = np.asarray(conn.column("event.id").to_pylist(), dtype=object)
+    assert set(found.column("event.id").to_pylist()) == set(ids[flagged])
+    # and without the ssl log the same flows are scored with TLS unknown, not "no TLS"
+    bare = extract(conn)
+    assert np.isnan(bare[:, FEATURE_NAMES.index("tls_sni")]).all()
+
+
+def test_held_dns_and_ssl_rows_survive_a_resume(bundle: ModelBundle) -> None:
+    """Stopped after every batch of every stream: the same findings as one pass."""
+    streams = _streams(shared(*TLS_CAPTURE))
+    one = _detector(bundle, extra=EXPOSED)
+    whole = pa.concat_tables([*(one.observe(n, t) for n, t in streams), one.finish()])
+    assert whole.num_rows
+    state, parts, held_context = b"", [], 0
+    for name, table in streams:
+        for start in range(0, table.num_rows, 700):
+            detector = _detector(bundle, extra=EXPOSED)
+            detector.restore(state)
+            parts.append(detector.observe(name, table.slice(start, 700)))
+            state = detector.snapshot()
+            held_context = max(held_context, sum(t.num_rows for t in detector._context["zeek.ssl"]))
+    last = _detector(bundle, extra=EXPOSED)
+    last.restore(state)
+    parts.append(last.finish())
+    streamed = pa.concat_tables(parts)
+    assert held_context > 0  # ssl rows were part of a saved state
+    assert sorted(streamed.column("finding.id").to_pylist()) == sorted(
+        whole.column("finding.id").to_pylist()
+    )
+    scores = dict(
+        zip(
+            whole.column("finding.id").to_pylist(),
+            whole.column("event.risk_score").to_pylist(),
+            strict=True,
+        )
+    )
+    for fid, score in zip(
+        streamed.column("finding.id").to_pylist(),
+        streamed.column("event.risk_score").to_pylist(),
+        strict=True,
+    ):
+        assert score == scores[fid]
+
+
+def test_a_state_saved_before_dns_and_tls_is_read(bundle: ModelBundle) -> None:
+    """The previous release saved a bare Arrow stream of flows with the latest window."""
+    events = load_events(shared(IOT, HAKAI)).stream("zeek.connection").slice(0, 500)
+    table = project(events).replace_schema_metadata({b"latest": b"5"})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    detector = _detector(bundle)
+    detector.restore(sink.getvalue().to_pybytes())
+    assert detector._latest == {"zeek.connection": 5}
+    assert sum(t.num_rows for t in detector._held) == 500

@@ -737,6 +737,24 @@ def test_directory_walk_passes_over_other_files(run: Runner, tmp_path: Path) -> 
     assert not report.rejects
 
 
+def test_each_folders_conn_logs_are_read_after_its_other_logs(tmp_path: Path) -> None:
+    """The flow model joins dns/ssl context to flows: conn comes last in each folder."""
+    scenario = shared("stratosphere-ctu-zeek", "006-zeek-scenario-ssh")
+    root = tmp_path / "sensor"
+    for day in ("2020-07-27", "2020-07-28"):
+        shutil.copytree(scenario, root / day)
+    found = discover([root]).logs
+    folders = [log.path.parent.name for log in found]
+    assert folders == sorted(folders)  # folders stay in walk order, not interleaved
+    for day in ("2020-07-27", "2020-07-28"):
+        types = [log.log_type for log in found if log.path.parent.name == day]
+        assert "conn" in types
+        assert len(set(types)) > 1
+        assert types[types.index("conn") :] == ["conn"] * types.count("conn")
+        others = [t for t in types if t != "conn"]
+        assert others == sorted(others)  # the rest keep name order
+
+
 def test_a_named_file_that_is_not_a_log_is_an_input_error(run: Runner) -> None:
     readme = shared("stratosphere-ctu-zeek", "006-zeek-scenario-ssh", "README.md")
     with pytest.raises(InputError, match=re.escape(str(readme))):

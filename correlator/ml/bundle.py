@@ -2,7 +2,7 @@
 
 A bundle is a folder named after its CalVer version::
 
-    correlator/models/flow-classifier/2026.11.1/
+    correlator/models/flow-classifier/2026.11.2/
     ├── model.skops      # skops.io, loaded with the explicit TRUSTED_TYPES only
     ├── manifest.json    # provenance: versions, feature hash, threshold, data fingerprint
     └── metrics.json     # leave-one-capture-out metrics at the threshold
@@ -52,7 +52,7 @@ MODEL_FILE: Final = "model.skops"
 MANIFEST_FILE: Final = "manifest.json"
 METRICS_FILE: Final = "metrics.json"
 #: The shipped bundle's version; a new one is promoted by changing this and the setting.
-DEFAULT_VERSION: Final = "2026.11.1"
+DEFAULT_VERSION: Final = "2026.11.2"
 _CALVER: Final = re.compile(r"^\d{4}\.(0[1-9]|1[0-2])\.[1-9]\d*$")
 #: Types beyond skops' defaults that a flow-classifier artifact may hold, reviewed: the
 #: calibrated wrapper, its sigmoid calibrator, the boosted trees, the splitter recorded as

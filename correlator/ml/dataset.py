@@ -5,6 +5,10 @@ Stratosphere publishes them, or IoT-23's CSV with ``label``/``detailed-label``).
 are computed over every flow of a capture, labelled or not, because the detector sees all
 of a site's flows; only rows with a usable label become training rows.
 
+The sensor's ``dns`` and ``ssl`` logs in the same folder as a conn log (``dns.log``,
+``ssl.log.labeled`` …) are read with it, for the DNS and TLS context features; a capture
+without them gets NaN there (no visibility), never "no lookup" or "no TLS".
+
 Labels follow Stratosphere's convention (``LABELS``): ``Malicious`` is 1, ``Benign`` is 0,
 and ``Background`` and ``Unknown`` mean *not known*, not benign: those rows are left out.
 The malware family of a malicious flow comes from its detailed label where that names one,
@@ -28,9 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from correlator.errors import InputError
+from correlator.ml.dns_tls import DNS_STREAM, SSL_STREAM
 from correlator.ml.features import extract
 from correlator.schema.unify import unify
-from correlator.sources.files import LogFile, discover
+from correlator.sources.files import LogFile, discover, recognise
 from correlator.testing import load_events
 
 #: Label text (lower case) → class; ``None`` means unknown and the row is not used.
@@ -68,6 +73,7 @@ class Capture:
         flows: every flow in the file.
         rows: flows with a usable label.
         label_counts: raw label text → count, over every flow.
+        companions: ``(file name, sha256)`` of the dns and ssl logs read beside it.
     """
 
     name: str
@@ -75,6 +81,7 @@ class Capture:
     flows: int
     rows: int
     label_counts: dict[str, int]
+    companions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -107,7 +114,10 @@ class LabelledFlows:
     def fingerprint(self) -> str:
         """sha256 over the captures (names, file hashes, rows) and the label mapping."""
         material = {
-            "captures": [[c.name, c.sha256, c.flows, c.rows] for c in self.captures],
+            "captures": [
+                [c.name, c.sha256, c.flows, c.rows, [list(p) for p in c.companions]]
+                for c in self.captures
+            ],
             "labels": LABELS,
             "families": FAMILIES,
         }
@@ -213,6 +223,19 @@ def load_conn(paths: Sequence[Path]) -> pa.Table:
     return unify(tables)
 
 
+def load_context(paths: Sequence[Path]) -> Companions:
+    """The dns and ssl events logged beside every conn log under ``paths``, together."""
+    folders = {log.path.resolve().parent: log.path for root in paths for log in conn_logs(root)}
+    found = [companions_of(path) for _, path in sorted(folders.items())]
+    dns = [c.dns for c in found if c.dns is not None]
+    ssl = [c.ssl for c in found if c.ssl is not None]
+    return Companions(
+        dns=unify(dns) if dns else None,
+        ssl=unify(ssl) if ssl else None,
+        files=tuple(f for c in found for f in c.files),
+    )
+
+
 def conn_logs(root: Path) -> list[LogFile]:
     """The Zeek conn logs under ``root`` (a file or a folder searched recursively)."""
     return [log for log in discover([root]).logs if log.log_type == "conn"]
@@ -222,6 +245,47 @@ def _capture_name(root: Path, path: Path) -> str:
     if root.is_dir():
         return f"{root.resolve().name}/{path.resolve().relative_to(root.resolve()).as_posix()}"
     return f"{path.resolve().parent.name}/{path.name}"
+
+
+#: Zeek log types read beside a conn log, and the stream each becomes.
+COMPANION_LOGS: Final = {"dns": DNS_STREAM, "ssl": SSL_STREAM}
+
+
+@dataclass(frozen=True, slots=True)
+class Companions:
+    """The dns and ssl events logged beside a conn log (``None``: no such log).
+
+    Attributes:
+        dns: ``zeek.dns`` events.
+        ssl: ``zeek.ssl`` events.
+        files: ``(file name, sha256)`` of each log read.
+    """
+
+    dns: pa.Table | None
+    ssl: pa.Table | None
+    files: tuple[tuple[str, str], ...]
+
+
+def companions_of(conn_log: Path) -> Companions:
+    """The ``dns`` and ``ssl`` logs in the same folder as ``conn_log`` (not below it).
+
+    Several logs of one type (rotated files) are read together.
+    """
+    found: dict[str, list[pa.Table]] = {stream: [] for stream in COMPANION_LOGS.values()}
+    files: list[tuple[str, str]] = []
+    for path in sorted(conn_log.resolve().parent.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        log = recognise(path)
+        stream = COMPANION_LOGS.get(log.log_type) if isinstance(log, LogFile) else None
+        if stream is None:
+            continue
+        events = load_events(log.path).streams.get(stream)
+        files.append((log.path.name, hashlib.sha256(log.path.read_bytes()).hexdigest()))
+        if events is not None:
+            found[stream].append(events)
+    dns, ssl = (unify(found[s]) if found[s] else None for s in (DNS_STREAM, SSL_STREAM))
+    return Companions(dns=dns, ssl=ssl, files=tuple(sorted(files)))
 
 
 def _read_capture(path: Path, name: str) -> _CaptureRows | None:
@@ -240,16 +304,18 @@ def _read_capture(path: Path, name: str) -> _CaptureRows | None:
     families = np.where(labels == 1, families, BENIGN_FAMILY)
     counts = Counter(str(v) for v in label_column.to_pylist())
     uid = pc.cast(events.column("zeek.session_id"), pa.string()).fill_null("")
+    beside = companions_of(path)
     capture = Capture(
         name=name,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         flows=events.num_rows,
         rows=int(keep.sum()),
         label_counts=dict(sorted(counts.items())),
+        companions=beside.files,
     )
     return _CaptureRows(
         capture=capture,
-        features=extract(events)[keep],
+        features=extract(events, dns=beside.dns, ssl=beside.ssl)[keep],
         labels=labels[keep],
         family=families[keep],
         uid=np.asarray(uid.to_numpy(zero_copy_only=False), dtype=str)[keep],

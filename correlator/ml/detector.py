@@ -1,11 +1,22 @@
 """The flow classifier as a detector: Zeek conn flows above the threshold become findings.
 
 Context features count the flows of a whole window (``features.WINDOW_SECONDS``), so flows
-are held until their window has closed: a window is scored once a flow two windows later
-has been seen (Zeek logs a connection when it ends, so flows of a window keep arriving for
-a while), or when the run's input ends. The held flows are the detector's state, saved
-with every commit, so a resumed run scores exactly what an uninterrupted one would.
-Memory is bounded by about two windows of conn flows (projected to the columns used).
+are held until their window has closed. A window closes when every stream the features
+read has moved past it: a conn flow two windows later has been seen (Zeek logs a
+connection when it ends, so flows of a window keep arriving for a while), and, once the
+run has seen ``dns`` or ``ssl`` events at all, one of a later window of each (their
+context is joined when the window is scored). A sensor without those logs is therefore
+scored on conn flows alone, as promptly as before. File runs read the conn logs of a
+folder after its other logs (``sources.files.discover``), and Elasticsearch runs read all
+streams in time order, so the context is there when its window closes. Should a context
+stream lag far behind, at most ``max_held`` flows wait (``MAX_HELD_FLOWS``); beyond that
+the oldest windows are scored with the DNS/TLS context seen so far (logged once). The
+input's end (``finish``) scores everything held.
+
+The held flows, and the projected ``dns`` answers and ``ssl`` events their windows need
+(those of the windows held and the one before), are the detector's state, saved with
+every commit with each stream's latest window, so a resumed run scores exactly what an
+uninterrupted one would.
 
 Each flagged flow becomes a finding on every internal host it concerns
 (``engine.attribution``), scored ``100 × probability × weight``; its message names the
@@ -14,6 +25,7 @@ features that drove the score (``explain``).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +38,15 @@ import pyarrow.compute as pc
 from correlator.engine.attribution import attribute
 from correlator.engine.base import Detector, build_findings, empty_findings
 from correlator.ml.bundle import MODEL_NAME, ModelBundle
+from correlator.ml.dns_tls import (
+    DNS_HELD,
+    DNS_LOOKBACK_WINDOWS,
+    DNS_STREAM,
+    SSL_HELD,
+    SSL_STREAM,
+    answers,
+)
+from correlator.ml.dns_tls import project as project_to
 from correlator.ml.explain import Scorer, messages
 from correlator.ml.features import extract, window_of
 from correlator.ml.novelty import NoveltyModel
@@ -36,6 +57,16 @@ from correlator.settings import Settings
 logger = logging.getLogger(__name__)
 
 STREAM: Final = "zeek.connection"
+#: Streams whose context is joined to the flows (``dns_tls``).
+CONTEXT_STREAMS: Final = (DNS_STREAM, SSL_STREAM)
+#: Most flows held while a context stream lags behind the conn stream: about 50 MB of
+#: projected columns. Beyond it the oldest windows are scored with the context seen so far.
+MAX_HELD_FLOWS: Final = 200_000
+#: Most dns (resp. ssl) rows held before the first conn flow arrives (a file run reads a
+#: folder's conn logs last): about 60 MB of projected columns per stream.
+MAX_HELD_CONTEXT: Final = 500_000
+#: Header of the saved state (older states, a bare Arrow stream of flows, are read too).
+STATE_MAGIC: Final = b"FURUI-FLOW-STATE-2\n"
 RULESET: Final = "ml"
 RULE_NAME: Final = "Flow classifier: traffic resembling malware or attacks"
 NOVELTY_RULESET: Final = "ml-novelty"
@@ -130,8 +161,13 @@ class FlowClassifier:
     weight: float
     family: str = RULESET
     rule_name: str = RULE_NAME
+    max_held: int = MAX_HELD_FLOWS
     _held: list[pa.Table] = field(default_factory=list)
-    _latest: int | None = None
+    _context: dict[str, list[pa.Table]] = field(
+        default_factory=lambda: {s: [] for s in CONTEXT_STREAMS}
+    )
+    _latest: dict[str, int] = field(default_factory=dict)
+    _warned: bool = False
 
     @property
     def ruleset(self) -> str:
@@ -140,8 +176,8 @@ class FlowClassifier:
 
     @property
     def streams(self) -> frozenset[str]:
-        """Streams read."""
-        return frozenset({STREAM})
+        """Streams read: conn flows, and the dns and ssl events joined to them."""
+        return frozenset({STREAM, *CONTEXT_STREAMS})
 
     @property
     def model_ref(self) -> str:
@@ -149,44 +185,101 @@ class FlowClassifier:
         return self.bundle.ref
 
     def observe(self, stream: str, events: pa.Table) -> pa.Table:
-        """Hold the batch's flows; score the windows that have closed."""
-        del stream
+        """Hold the batch (flows, or their DNS/TLS context); score the closed windows."""
         if not events.num_rows:
             return empty_findings()
-        held = project(events)
-        newest = int(window_of(held).max())
-        self._latest = newest if self._latest is None else max(self._latest, newest)
-        self._held.append(held)
-        return self._score_closed(self._latest - 1)
+        newest = int(window_of(events).max())
+        self._latest[stream] = max(self._latest.get(stream, newest), newest)
+        if stream == STREAM:
+            self._held.append(project(events))
+        elif stream == DNS_STREAM:
+            self._keep(stream, answers(events))
+        elif stream == SSL_STREAM:
+            self._keep(stream, project_to(events, SSL_HELD))
+        before = self._closed_before()
+        if before is None:
+            self._trim()
+            return empty_findings()
+        return self._score_closed(before)
 
     def finish(self) -> pa.Table:
         """Score every window still held."""
         return self._score_closed(None)
 
     def snapshot(self) -> bytes:
-        """The held flows and the latest window seen, as an Arrow IPC stream."""
-        table = pa.concat_tables(self._held) if self._held else HELD.empty_table()
-        latest = b"" if self._latest is None else str(self._latest).encode()
-        table = table.replace_schema_metadata({b"latest": latest})
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return bytes(sink.getvalue().to_pybytes())
+        """Held flows, held dns/ssl rows and each stream's latest window (Arrow IPC)."""
+        tables = [
+            pa.concat_tables(self._held) if self._held else HELD.empty_table(),
+            *(_concat(self._context[s], _SCHEMAS[s]) for s in CONTEXT_STREAMS),
+        ]
+        streams = [_ipc(t) for t in tables]
+        header = {"latest": self._latest, "sizes": [len(b) for b in streams]}
+        return STATE_MAGIC + json.dumps(header, sort_keys=True).encode() + b"\n" + b"".join(streams)
 
     def restore(self, state: bytes) -> None:
-        """Take back the flows held when the previous run stopped."""
-        self._held, self._latest = [], None
+        """Take back the flows and context held when the previous run stopped."""
+        self._held, self._latest = [], {}
+        self._context = {s: [] for s in CONTEXT_STREAMS}
         if not state:
             return
-        table = pa.ipc.open_stream(state).read_all()
-        latest = (table.schema.metadata or {}).get(b"latest", b"")
-        self._latest = int(latest) if latest else None
-        if table.num_rows:
-            self._held = [table.replace_schema_metadata(None)]
+        if not state.startswith(STATE_MAGIC):  # a state saved before dns/ssl were read
+            table = pa.ipc.open_stream(state).read_all()
+            latest = (table.schema.metadata or {}).get(b"latest", b"")
+            if latest:
+                self._latest[STREAM] = int(latest)
+            if table.num_rows:
+                self._held = [table.replace_schema_metadata(None)]
+            return
+        line, _, rest = state[len(STATE_MAGIC) :].partition(b"\n")
+        header = json.loads(line)
+        self._latest = {str(k): int(v) for k, v in header["latest"].items()}
+        tables, offset = [], 0
+        for size in header["sizes"]:
+            tables.append(pa.ipc.open_stream(rest[offset : offset + size]).read_all())
+            offset += size
+        flows, *context = tables
+        if flows.num_rows:
+            self._held = [flows]
+        for name, table in zip(CONTEXT_STREAMS, context, strict=True):
+            if table.num_rows:
+                self._context[name] = [table]
+
+    def _keep(self, stream: str, rows: pa.Table) -> None:
+        if rows.num_rows:
+            self._context[stream].append(rows)
+
+    def _closed_before(self) -> int | None:
+        """Windows before this one are closed (module docstring); ``None``: none is."""
+        conn = self._latest.get(STREAM)
+        if conn is None:
+            return None
+        complete = conn - 1  # a flow two windows later has been seen
+        # a context stream holds windows back only once it has been seen: a sensor
+        # without dns or ssl logs is scored on the conn stream alone, two windows later
+        # (file runs read conn logs last in each folder, ``sources.files.discover``)
+        seen = [w for w in (self._latest.get(s) for s in CONTEXT_STREAMS) if w is not None]
+        before = min([complete, *seen])
+        held = sum(t.num_rows for t in self._held)
+        if held <= self.max_held:
+            return before
+        windows = np.sort(window_of(pa.concat_tables(self._held)))
+        # the earliest cut leaving at most max_held flows, never into open windows
+        cut = min(int(windows[held - self.max_held - 1]) + 1, complete)
+        if before is not None and before >= cut:
+            return before
+        if not self._warned:
+            logger.warning(
+                "over %d conn flows wait for the dns/ssl events of their windows: the "
+                "oldest windows are scored without the context still to come",
+                self.max_held,
+            )
+            self._warned = True
+        return cut
 
     def _score_closed(self, before: int | None) -> pa.Table:
         """Score the held flows of windows earlier than ``before`` (all when ``None``)."""
         if not self._held:
+            self._trim()
             return empty_findings()
         held = pa.concat_tables(self._held)
         if before is None:
@@ -196,13 +289,59 @@ class FlowClassifier:
             ready = held.filter(closed)
             rest = held.filter(pc.invert(closed))
             self._held = [rest] if rest.num_rows else []
-        return self.score(ready)
+        dns, ssl = (_concat(self._context[s], _SCHEMAS[s]) for s in CONTEXT_STREAMS)
+        found = self.score(ready, dns=dns, ssl=ssl)
+        self._trim()
+        return found
 
-    def score(self, flows: pa.Table) -> pa.Table:
-        """Findings for the flagged flows among ``flows`` (whole windows)."""
+    def _trim(self) -> None:
+        """Drop the dns/ssl rows that no window still to be scored can use."""
+        if self._held:
+            first = int(window_of(pa.concat_tables(self._held)).min())
+        elif STREAM in self._latest:
+            first = self._latest[STREAM] - 1  # the earliest window flows normally go to
+        else:
+            self._cap_context()  # no flow yet: a file run reads conn logs last
+            return
+        floors = {DNS_STREAM: first - DNS_LOOKBACK_WINDOWS, SSL_STREAM: first}
+        for stream in CONTEXT_STREAMS:
+            if not self._context[stream]:
+                continue
+            table = pa.concat_tables(self._context[stream])
+            kept = table.filter(pa.array(window_of(table) >= floors[stream]))
+            self._context[stream] = [kept] if kept.num_rows else []
+
+    def _cap_context(self) -> None:
+        """Before any flow: keep every context row, up to the latest ``MAX_HELD_CONTEXT``."""
+        for stream in CONTEXT_STREAMS:
+            rows = sum(t.num_rows for t in self._context[stream])
+            if rows <= MAX_HELD_CONTEXT:
+                continue
+            table = pa.concat_tables(self._context[stream])
+            latest = np.argsort(window_of(table), kind="stable")[rows - MAX_HELD_CONTEXT :]
+            self._context[stream] = [table.take(pa.array(np.sort(latest)))]
+            logger.warning(
+                "over %d %s events arrived before any conn flow: the oldest are dropped "
+                "from the flow model's context",
+                MAX_HELD_CONTEXT,
+                stream,
+            )
+
+    def score(
+        self, flows: pa.Table, *, dns: pa.Table | None = None, ssl: pa.Table | None = None
+    ) -> pa.Table:
+        """Findings for the flagged flows among ``flows`` (whole windows).
+
+        ``dns`` and ``ssl``: the events of those windows (and, for DNS, the window before);
+        without any, the DNS/TLS features are NaN (not visible).
+        """
         if not flows.num_rows:
             return empty_findings()
-        features = extract(flows)
+        features = extract(
+            flows,
+            dns=dns if dns is not None and dns.num_rows else None,
+            ssl=ssl if ssl is not None and ssl.num_rows else None,
+        )
         probability = self.bundle.probability(features)
         flagged = np.flatnonzero(probability >= self.bundle.threshold)
         if not len(flagged):
@@ -244,3 +383,17 @@ def project(events: pa.Table) -> pa.Table:
         for f in HELD
     ]
     return pa.Table.from_arrays(arrays, schema=HELD)
+
+
+_SCHEMAS: Final[dict[str, pa.Schema]] = {DNS_STREAM: DNS_HELD, SSL_STREAM: SSL_HELD}
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())

@@ -6,6 +6,9 @@ service, destination port class, direction) and its context in the same epoch-al
 window of ``WINDOW_SECONDS``: how often the pair talked, to how many ports, how many of
 those attempts failed, how many peers the originator reached, and how regular the
 repetitions to one service were (beacons repeat at steady intervals with steady sizes).
+Given the sensor's ``zeek.dns`` and ``zeek.ssl`` events, it also gets their context
+(``dns_tls``): the flow's TLS handshake, joined by uid, and whether its destination was
+looked up in DNS by its originator beforehand; NaN wherever those logs do not say.
 
 Raw port numbers, addresses and times are deliberately not features: a tree learns
 ``port == 5888`` from one capture and nothing that carries to the next. Port numbers enter
@@ -29,6 +32,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from correlator.ml import dns_tls
 
 #: Length of the context window. An hour holds enough repetitions of a beacon that calls
 #: home every few minutes to measure its regularity, and is short enough that a site's
@@ -115,6 +120,14 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     _ctx("gap_median", "repeated every {v} to the same service", "seconds"),
     _ctx("gap_cv", "repetition interval varied by {v}", "share"),
     _ctx("gap_regular", "{v} of repetitions within 10 % of the usual interval", "share"),
+    # DNS and TLS context (dns_tls): NaN where the sensor's dns/ssl logs are not visible
+    _ctx("tls_sni", "server name (SNI) sent: {v}", "flag"),
+    _ctx("tls_established", "TLS handshake completed: {v}", "flag"),
+    _ctx("tls_resumed", "TLS session resumed: {v}", "flag"),
+    _ctx("tls_cert_invalid", "server certificate failed validation: {v}", "flag"),
+    _ctx("tls_old_version", "TLS older than 1.2: {v}", "flag"),
+    _ctx("dns_resolved", "destination looked up in DNS by the originator first: {v}", "flag"),
+    _ctx("dns_name_len", "{v} characters in the name looked up"),
 )
 
 FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
@@ -124,6 +137,11 @@ CATEGORICAL: Final[tuple[int, ...]] = tuple(
 )
 
 
+#: Columns of ``zeek.dns`` and ``zeek.ssl`` events the DNS and TLS features read.
+DNS_COLUMNS: Final = tuple(dns_tls.DNS_HELD.names)
+SSL_COLUMNS: Final = tuple(dns_tls.SSL_HELD.names)
+
+
 def _schema_hash() -> str:
     material = {
         "features": [[f.name, f.kind, list(f.categories), f.context] for f in FEATURES],
@@ -131,6 +149,15 @@ def _schema_hash() -> str:
         "failed_states": list(FAILED_STATES),
         "regular_tolerance": REGULAR_TOLERANCE,
         "ports": list(PORTS),
+        "dns_lookback_windows": dns_tls.DNS_LOOKBACK_WINDOWS,
+        "old_tls": list(dns_tls.OLD_TLS),
+        "dns_columns": DNS_COLUMNS,
+        "ssl_columns": SSL_COLUMNS,
+        # how missing visibility is decided (dns_tls): changing it changes what NaN means
+        "visibility": {
+            "tls": "ssl event in the window",
+            "dns": "answer to the originator with an address in the window or the lookback",
+        },
         "dtype": "float64",
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
@@ -144,18 +171,23 @@ INPUT_COLUMNS: Final = (
     "@timestamp", "source.ip", "destination.ip", "destination.port", "network.transport",
     "network.protocol", "network.direction", "event.duration", "zeek.connection.orig_bytes",
     "zeek.connection.resp_bytes", "source.packets", "destination.packets", "source.bytes",
-    "destination.bytes", "zeek.connection.state", "zeek.connection.history",
+    "destination.bytes", "zeek.connection.state", "zeek.connection.history", "zeek.session_id",
 )  # fmt: skip
 
 
-def extract(events: pa.Table) -> npt.NDArray[np.float64]:
+def extract(
+    events: pa.Table, *, dns: pa.Table | None = None, ssl: pa.Table | None = None
+) -> npt.NDArray[np.float64]:
     """The feature matrix of ``zeek.connection`` events, one row per event.
 
     Missing values are NaN (HistGradientBoosting routes them on their own branch).
-    Context features count the flows of the same table only: give the whole window.
+    Context features count the flows of the same table only: give the whole window, and
+    the DNS answers of the window before it too.
 
     Args:
         events: normalised ``zeek.connection`` events (missing columns count as unset).
+        dns: the sensor's ``zeek.dns`` events around them; ``None``: no DNS log (NaN).
+        ssl: the sensor's ``zeek.ssl`` events around them; ``None``: no TLS log (NaN).
 
     Returns:
         A ``(rows, len(FEATURES))`` float64 matrix in ``FEATURE_NAMES`` order.
@@ -166,6 +198,7 @@ def extract(events: pa.Table) -> npt.NDArray[np.float64]:
         return out
     columns = _flow_features(events)
     columns.update(_context_features(events))
+    columns.update(_dns_tls_features(events, dns, ssl))
     for index, spec in enumerate(FEATURES):
         out[:, index] = columns[spec.name]
     return out
@@ -290,6 +323,24 @@ def _context_features(events: pa.Table) -> dict[str, npt.NDArray[np.float64]]:
     finally:
         connection.close()
     return {name: _number_of(result.column(name)) for name in result.column_names if name != "idx"}
+
+
+def _dns_tls_features(
+    events: pa.Table, dns: pa.Table | None, ssl: pa.Table | None
+) -> dict[str, npt.NDArray[np.float64]]:
+    micros = _timestamps_us(events)
+    window_us = WINDOW_SECONDS * 1_000_000
+    flows = pa.table(
+        {
+            "idx": pa.array(np.arange(events.num_rows, dtype=np.int64)),
+            "win": pa.array(np.floor_divide(micros, window_us)),
+            "ts": pa.array(micros),
+            "src": _strings(events, "source.ip").fill_null(""),
+            "dst": _strings(events, "destination.ip").fill_null(""),
+            "uid": _strings(events, "zeek.session_id").fill_null(""),
+        }
+    )
+    return dns_tls.context_features(flows, dns, ssl, window_us)
 
 
 def _timestamps_us(events: pa.Table) -> npt.NDArray[np.int64]:

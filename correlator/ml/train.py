@@ -21,7 +21,9 @@ benign capture what "benign" does.
 
 from __future__ import annotations
 
+import logging
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Final
@@ -48,6 +50,8 @@ from correlator.ml.bundle import (
 from correlator.ml.dataset import LABELS, LabelledFlows
 from correlator.ml.evaluate import Evaluation, choose_threshold, evaluate
 from correlator.ml.features import CATEGORICAL, FEATURE_NAMES, FEATURE_SCHEMA_HASH, FEATURES
+
+logger = logging.getLogger(__name__)
 
 #: Name of the pipeline's one step.
 STEP: Final = "classifier"
@@ -151,6 +155,7 @@ def fit(
     # to its splitter (cross_val_predict gets only the estimator's parameters), so the
     # capture-grouped folds are handed over as explicit index pairs ...
     splits = list(splitter.split(features, labels, groups=capture))
+    features = without_unknown_columns(features, [rows for rows, _ in splits])
     pipeline = build_pipeline(config, splits)
     # one OpenMP thread: on tens of thousands of rows, threads cost more in waiting than
     # they save (three times slower on the 2-core build machines, worse when it is busy),
@@ -163,6 +168,33 @@ def fit(
     # does not use them, and the bundle should not carry 36k indices per fold
     pipeline.set_params(**{f"{STEP}__cv": splitter})
     return pipeline
+
+
+def without_unknown_columns(
+    features: npt.NDArray[np.float64], subsets: Sequence[npt.NDArray[np.int64]] = ()
+) -> npt.NDArray[np.float64]:
+    """``features`` with every column never known in the rows, or in one subset, made 0.
+
+    A feature with no known value in the training rows (no labelled capture has DNS
+    visibility today, see ``dns_tls``) cannot be learned, and scikit-learn 1.9's binning
+    raises ``ValueError`` on a column that is NaN in every row a booster is fitted on:
+    the whole training set, or the rows of one calibration fold (``subsets``; a TLS
+    feature known in one capture only is unknown in the folds without it). A constant
+    column gets no split point, so no tree uses it and its values at scoring time change
+    nothing. Known columns are left as they are.
+    """
+    unknown = np.isnan(features).all(axis=0)
+    for rows in subsets:
+        unknown |= np.isnan(features[rows]).all(axis=0)
+    if not unknown.any():
+        return features
+    logger.info(
+        "features without a known value in the training rows (not used by the model): %s",
+        ", ".join(FEATURE_NAMES[i] for i in np.flatnonzero(unknown)),
+    )
+    filled = features.copy()
+    filled[:, unknown] = 0.0
+    return filled
 
 
 def probability(pipeline: Pipeline, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -261,7 +293,8 @@ def make_bundle(
         ),
         row_selection=(
             "every flow of every labelled Zeek conn log under the data roots whose label "
-            "maps to a class; features use all flows of the capture"
+            "maps to a class; features use all flows of the capture and the dns and ssl "
+            "logs in its folder (dataset_sha256 covers them)"
         ),
         label_mapping=LABELS,
         rows=len(data.labels),

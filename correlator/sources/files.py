@@ -26,6 +26,8 @@ IDENTITY_BYTES: Final = 1024
 _SNIFF_BYTES: Final = 65536
 _BOM: Final = b"\xef\xbb\xbf"
 _ZEEK_JSON_KEYS: Final = frozenset({"_path", "uid", "id.orig_h", "fuid", "ts", "_write_ts"})
+#: Log types read after the others of their folder (``_context_first``).
+_READ_LAST: Final = frozenset({"conn"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,8 @@ def discover(paths: list[Path]) -> Discovery:
         paths: files or directories given by the user.
 
     Returns:
-        The logs in a stable order, and the files passed over with a reason.
+        The logs in a stable order (each folder's conn logs after its other logs), and
+        the files passed over with a reason.
 
     Raises:
         InputError: a path does not exist or cannot be read, or a file named directly is
@@ -91,12 +94,14 @@ def discover(paths: list[Path]) -> Discovery:
         if not given.exists():
             raise InputError(f"{given}: no such file or directory")
         if given.is_dir():
+            under: list[LogFile] = []
             for candidate in _walk(given):
                 found = recognise(candidate)
                 if isinstance(found, LogFile):
-                    logs.append(found)
+                    under.append(found)
                 else:
                     skipped.append(found)
+            logs.extend(_context_first(under))
             continue
         found = recognise(given)
         if isinstance(found, Skipped):
@@ -168,6 +173,16 @@ def _recognise_json(path: Path, body: bytes, identity: FileIdentity) -> LogFile 
             return Skipped(path, f"Zeek {log_type} log without timestamps (no ts field)")
         return LogFile(path, LogFormat.ZEEK_JSON, log_type, identity)
     return Skipped(path, "JSON lines without Zeek or Suricata fields")
+
+
+def _context_first(logs: list[LogFile]) -> list[LogFile]:
+    """Each folder's logs with its conn logs last, folders in walk order (stable).
+
+    The flow model joins a window's dns and ssl events to its flows and scores the window
+    once every stream has moved past it; read after them, the flows find their context.
+    """
+    folders = {folder: i for i, folder in enumerate(dict.fromkeys(g.path.parent for g in logs))}
+    return sorted(logs, key=lambda g: (folders[g.path.parent], g.log_type in _READ_LAST))
 
 
 def _walk(root: Path) -> list[Path]:
