@@ -18,6 +18,7 @@ from typing import Any, Final
 import duckdb
 import pyarrow as pa
 
+from correlator import state_files
 from correlator.commit import Commit
 from correlator.errors import StoreError
 from correlator.schema.finding import FINDING_SCHEMA
@@ -150,16 +151,21 @@ class Store:
             StoreError: the write failed; nothing of the commit was stored.
         """
         now = datetime.now(UTC)
+        # large states go to files first: the transaction then stores their references
+        states = {
+            ruleset: state_files.save(self._states, ruleset, state)
+            for ruleset, state in commit.detector_states.items()
+        }
         with self._transaction():
             for stream, table in commit.tables().items():
                 self._tables.append(stream_table(stream), table)
             findings = commit.all_findings()
             if findings is not None:
                 self._insert_findings(findings)
-            for ruleset, state in commit.detector_states.items():
+            for ruleset, stored in states.items():
                 self._exec(
                     """INSERT OR REPLACE INTO furui_detectors VALUES (?, ?, ?)""",
-                    [ruleset, state, now],
+                    [ruleset, stored, now],
                 )
             for progress in commit.files.values():
                 log, position = progress.log, progress.position
@@ -201,13 +207,29 @@ class Store:
                 )
                 if progress.rejects:
                     self._insert_rejects(progress.rejects, key=progress.key, run_id=run_id, at=now)
+        if states:
+            self._prune_states()
 
     def detector_state(self, ruleset: str) -> bytes:
-        """The state a detector had at the last commit (empty if none)."""
+        """The state a detector had at the last commit (empty if none).
+
+        Raises:
+            StoreError: its state file is missing or altered (``state_files``).
+        """
         rows = self._db.execute(
             "SELECT state FROM furui_detectors WHERE ruleset = ?", [ruleset]
         ).fetchall()
-        return bytes(rows[0][0]) if rows else b""
+        return state_files.load(self._states, bytes(rows[0][0])) if rows else b""
+
+    @property
+    def _states(self) -> Path:
+        return state_files.folder_of(self.path)
+
+    def _prune_states(self) -> None:
+        """Remove the state files no stored reference names any more."""
+        rows = self._db.execute("SELECT state FROM furui_detectors").fetchall()
+        names = {state_files.referenced(bytes(row[0])) for row in rows}
+        state_files.prune(self._states, {n for n in names if n is not None})
 
     # -- runs and quarantine ----------------------------------------------------------
 

@@ -755,6 +755,41 @@ def test_each_folders_conn_logs_are_read_after_its_other_logs(tmp_path: Path) ->
         assert others == sorted(others)  # the rest keep name order
 
 
+def _split_by_hour(source: Path, target: Path, stem: str) -> list[Path]:
+    """A Zeek TSV log cut into hourly files named as Zeek rotates them."""
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = [line for line in lines if line.startswith("#") and not line.startswith("#close")]
+    hours: dict[int, list[str]] = {}
+    for line in lines:
+        if not line.startswith("#"):
+            hours.setdefault(int(float(line.split("\t", 1)[0]) // 3600), []).append(line)
+    written = []
+    for hour, rows in sorted(hours.items())[:3]:
+        name = f"{stem}.{hour % 24:02d}:00:00-{hour % 24 + 1:02d}:00:00.log"
+        (target / name).write_text("".join(header + rows), encoding="utf-8")
+        written.append(target / name)
+    return written
+
+
+def test_rotated_logs_are_read_hour_by_hour_conn_last(tmp_path: Path) -> None:
+    """dns.00, ssl.00, conn.00, dns.01 …: each hour's flows come after that hour's context."""
+    capture = shared("stratosphere-ctu-zeek", "010-zeek-mixed", "data")
+    root = tmp_path / "2022-06-13"
+    root.mkdir()
+    conns = _split_by_hour(capture / "conn.log.labeled", root, "conn")
+    dnss = _split_by_hour(capture / "dns.log.labeled", root, "dns")
+    assert len(conns) > 1
+    assert len(dnss) > 1
+    found = discover([root]).logs
+    order = [(log.first_time // 3600, log.log_type) for log in found if log.first_time]
+    assert order == sorted(order, key=lambda o: (o[0], o[1] == "conn"))
+    types = [log.log_type for log in found]
+    # hours interleave: a dns file of a later hour comes after the first hour's conn file
+    assert types.index("conn") < len(types) - 1 - types[::-1].index("dns")
+    assert types[-1] == "conn"
+    assert types[0] != "conn"
+
+
 def test_a_named_file_that_is_not_a_log_is_an_input_error(run: Runner) -> None:
     readme = shared("stratosphere-ctu-zeek", "006-zeek-scenario-ssh", "README.md")
     with pytest.raises(InputError, match=re.escape(str(readme))):

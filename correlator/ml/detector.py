@@ -1,17 +1,17 @@
 """The flow classifier as a detector: Zeek conn flows above the threshold become findings.
 
 Context features count the flows of a whole window (``features.WINDOW_SECONDS``), so flows
-are held until their window has closed. A window closes when every stream the features
-read has moved past it: a conn flow two windows later has been seen (Zeek logs a
-connection when it ends, so flows of a window keep arriving for a while), and, once the
-run has seen ``dns`` or ``ssl`` events at all, one of a later window of each (their
-context is joined when the window is scored). A sensor without those logs is therefore
-scored on conn flows alone, as promptly as before. File runs read the conn logs of a
-folder after its other logs (``sources.files.discover``), and Elasticsearch runs read all
-streams in time order, so the context is there when its window closes. Should a context
-stream lag far behind, at most ``max_held`` flows wait (``MAX_HELD_FLOWS``); beyond that
-the oldest windows are scored with the DNS/TLS context seen so far (logged once). The
-input's end (``finish``) scores everything held.
+are held until their window has closed: a window is scored once a flow two windows later
+has been seen (Zeek logs a connection when it ends, so flows of a window keep arriving for
+a while), or when the run's input ends (``finish``). The ``dns`` and ``ssl`` events of a
+window are joined to its flows when it is scored, so they must have been read by then.
+Elasticsearch runs read every stream in time order; file runs read each folder's conn logs
+after its other logs, hour by hour for rotated logs (``sources.files.discover``). A context
+stream in step with the conn stream holds the last window back one window more, until it
+has moved past it too; one never seen (a sensor without that log) or far behind holds
+nothing back, and its features are unknown (NaN) where it logged nothing. At most
+``max_held`` flows wait (``MAX_HELD_FLOWS``); beyond that the oldest windows are scored
+with the context seen so far (logged once).
 
 The held flows, and the projected ``dns`` answers and ``ssl`` events their windows need
 (those of the windows held and the one before), are the detector's state, saved with
@@ -63,8 +63,9 @@ CONTEXT_STREAMS: Final = (DNS_STREAM, SSL_STREAM)
 #: projected columns. Beyond it the oldest windows are scored with the context seen so far.
 MAX_HELD_FLOWS: Final = 200_000
 #: Most dns (resp. ssl) rows held before the first conn flow arrives (a file run reads a
-#: folder's conn logs last): about 60 MB of projected columns per stream.
-MAX_HELD_CONTEXT: Final = 500_000
+#: folder's conn logs last): about 7 MB of projected columns per stream, saved with the
+#: detector's state.
+MAX_HELD_CONTEXT: Final = 100_000
 #: Header of the saved state (older states, a bare Arrow stream of flows, are read too).
 STATE_MAGIC: Final = b"FURUI-FLOW-STATE-2\n"
 RULESET: Final = "ml"
@@ -168,6 +169,7 @@ class FlowClassifier:
     )
     _latest: dict[str, int] = field(default_factory=dict)
     _warned: bool = False
+    _capped: set[str] = field(default_factory=set)
 
     @property
     def ruleset(self) -> str:
@@ -254,18 +256,20 @@ class FlowClassifier:
         if conn is None:
             return None
         complete = conn - 1  # a flow two windows later has been seen
-        # a context stream holds windows back only once it has been seen: a sensor
-        # without dns or ssl logs is scored on the conn stream alone, two windows later
-        # (file runs read conn logs last in each folder, ``sources.files.discover``)
-        seen = [w for w in (self._latest.get(s) for s in CONTEXT_STREAMS) if w is not None]
-        before = min([complete, *seen])
+        # a context stream in step with the conn stream (it reached the window before
+        # ``complete``) holds that last window back until it reaches ``complete`` too;
+        # one never seen, or far behind (a sensor without that log, a file run whose
+        # context came from another time), holds nothing back
+        seen = [self._latest.get(s) for s in CONTEXT_STREAMS]
+        behind = any(w is not None and w == complete - 1 for w in seen)
+        before = complete - 1 if behind else complete
         held = sum(t.num_rows for t in self._held)
         if held <= self.max_held:
             return before
         windows = np.sort(window_of(pa.concat_tables(self._held)))
         # the earliest cut leaving at most max_held flows, never into open windows
         cut = min(int(windows[held - self.max_held - 1]) + 1, complete)
-        if before is not None and before >= cut:
+        if before >= cut:
             return before
         if not self._warned:
             logger.warning(
@@ -320,12 +324,14 @@ class FlowClassifier:
             table = pa.concat_tables(self._context[stream])
             latest = np.argsort(window_of(table), kind="stable")[rows - MAX_HELD_CONTEXT :]
             self._context[stream] = [table.take(pa.array(np.sort(latest)))]
-            logger.warning(
-                "over %d %s events arrived before any conn flow: the oldest are dropped "
-                "from the flow model's context",
-                MAX_HELD_CONTEXT,
-                stream,
-            )
+            if stream not in self._capped:
+                logger.warning(
+                    "over %d %s events arrived before any conn flow: the oldest are "
+                    "dropped from the flow model's context",
+                    MAX_HELD_CONTEXT,
+                    stream,
+                )
+                self._capped.add(stream)
 
     def score(
         self, flows: pa.Table, *, dns: pa.Table | None = None, ssl: pa.Table | None = None

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
+from correlator import state_files
 from correlator.commit import Commit
 from correlator.engine.base import empty_findings
 from correlator.errors import StoreError
@@ -116,3 +118,63 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("hello\n" * 100)
     with pytest.raises(StoreError, match=r"notes\.txt"):
         Store.open(path)
+
+
+def _commit_states(store: Store, states: dict[str, bytes], line: int) -> None:
+    log = LogFile(Path("x.log"), LogFormat.ZEEK_JSON, "x", FileIdentity("k", 10, b"0123456789"))
+    commit = Commit()
+    commit.add(
+        key="k",
+        log=log,
+        position=Position(line, line),
+        events={"zeek.x": pa.table({"event.id": [f"e{line}"]})},
+        findings=empty_findings(),
+        rejects=[],
+        skipped=0,
+    )
+    commit.detector_states = states
+    store.commit(commit, run_id="r")
+
+
+def test_large_detector_states_live_in_files_beside_the_store(tmp_path: Path) -> None:
+    """Small states stay inline; large ones are files, the latest only, verified on load."""
+    path = tmp_path / "s.duckdb"
+    big_one = bytes(range(256)) * (state_files.INLINE_BYTES // 256 + 1)
+    big_two = big_one[::-1]
+    with Store.open(path) as store:
+        _commit_states(store, {"small": b"tiny", "furui": big_one}, 1)
+        _commit_states(store, {"small": b"tiny", "furui": big_two}, 2)
+        assert store.detector_state("small") == b"tiny"
+        assert store.detector_state("furui") == big_two
+    folder = state_files.folder_of(path)
+    assert [p.name.startswith("furui-") for p in folder.iterdir()] == [True]  # one file left
+    with Store.open(path) as store:  # a new run reads it back
+        assert store.detector_state("furui") == big_two
+    state = next(folder.iterdir())
+    state.write_bytes(big_one)  # altered on disk
+    with Store.open(path) as store, pytest.raises(StoreError, match="altered"):
+        store.detector_state("furui")
+    state.unlink()
+    with Store.open(path) as store, pytest.raises(StoreError, match="missing"):
+        store.detector_state("furui")
+
+
+def test_a_failed_commit_keeps_the_previous_state_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new file is written before the transaction; failing, the old one still holds."""
+    path = tmp_path / "s.duckdb"
+    big = bytes(range(256)) * (state_files.INLINE_BYTES // 256 + 1)
+    with Store.open(path) as store:
+        _commit_states(store, {"furui": big}, 1)
+
+        def disk_full(*_: object) -> None:
+            raise duckdb.IOException("No space left on device")
+
+        monkeypatch.setattr(store._tables, "append", disk_full)
+        with pytest.raises(StoreError, match="No space left"):
+            _commit_states(store, {"furui": big[::-1]}, 2)
+        monkeypatch.undo()
+        assert store.detector_state("furui") == big
+        _commit_states(store, {"furui": big}, 2)  # the next commit prunes the orphan
+    assert len(list(state_files.folder_of(path).iterdir())) == 1
