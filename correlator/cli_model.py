@@ -13,7 +13,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import pyarrow as pa
@@ -24,7 +24,6 @@ from rich.table import Table
 
 from correlator.cli_common import JsonOption, fail_cleanly
 from correlator.errors import InputError, ModelError
-from correlator.ml.bundle import MODEL_NAME, ModelBundle, next_version
 from correlator.ml.dataset import (
     LabelledFlows,
     conn_logs,
@@ -32,10 +31,15 @@ from correlator.ml.dataset import (
     load_context,
     load_labelled,
 )
-from correlator.ml.evaluate import Evaluation, evaluate
+from correlator.ml.detector import MODEL_NAME
 from correlator.ml.features import extract
-from correlator.ml.novelty import NoveltyModel
-from correlator.ml.train import Provenance, TrainConfig, make_bundle, train
+
+if TYPE_CHECKING:
+    from correlator.ml.bundle import ModelBundle
+    from correlator.ml.evaluate import Evaluation
+
+# scikit-learn and skops (``ml.bundle``, ``ml.train``, ``ml.evaluate``, ``ml.novelty``) take
+# a second to import: each command imports what it uses, so ``furui --help`` stays quick.
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +91,9 @@ def train_command(
     manifest.json and metrics.json.
     """
     now = datetime.now(UTC).replace(microsecond=0)
+    from correlator.ml.bundle import next_version  # noqa: PLC0415
+    from correlator.ml.train import Provenance, TrainConfig, make_bundle, train  # noqa: PLC0415
+
     chosen = version or next_version(out, now)
     if (out / chosen).exists():  # before a minute of training, not after
         raise ModelError(f"{out / chosen}: exists; bundles are immutable, choose a new --version")
@@ -126,6 +133,9 @@ def evaluate_command(
     Captures the bundle was trained on are marked: metrics on them are in-sample and
     optimistic (the bundle's metrics.json holds the cross-capture ones).
     """
+    from correlator.ml.bundle import ModelBundle  # noqa: PLC0415
+    from correlator.ml.evaluate import evaluate  # noqa: PLC0415
+
     bundle = ModelBundle.load(model)
     labelled = load_labelled(data)
     scores = bundle.probability(labelled.features)
@@ -157,6 +167,8 @@ def score_command(
     model: ModelOption = None,
 ) -> None:
     """Score every conn event with a bundle: a CSV of uid and probability (0–1)."""
+    from correlator.ml.bundle import ModelBundle  # noqa: PLC0415
+
     bundle = ModelBundle.load(model)
     events = load_conn(paths)
     context = load_context(paths)  # the dns and ssl logs beside them, as in training
@@ -179,6 +191,8 @@ def score_command(
 @fail_cleanly
 def verify_command(model: ModelOption = None, json_output: JsonOption = False) -> None:
     """Verify a bundle (sha256, feature schema, scikit-learn version, trusted types)."""
+    from correlator.ml.bundle import ModelBundle  # noqa: PLC0415
+
     bundle = ModelBundle.load(model)
     manifest = bundle.manifest
     facts = {
@@ -225,6 +239,8 @@ def novelty_command(
         for log in conn_logs(root)
     }
     context = load_context(data)
+    from correlator.ml.novelty import NoveltyModel  # noqa: PLC0415
+
     model = NoveltyModel.fit(
         extract(events, dns=context.dns, ssl=context.ssl),
         files=files,

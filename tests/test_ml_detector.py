@@ -8,6 +8,8 @@ How the model does on captures it has not seen is measured in ``test_ml_training
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -288,3 +290,17 @@ def test_a_state_saved_before_dns_and_tls_is_read(bundle: ModelBundle) -> None:
     detector.restore(sink.getvalue().to_pybytes())
     assert detector._latest == {"zeek.connection": 5}
     assert sum(t.num_rows for t in detector._held) == 500
+
+
+def test_the_detector_names_the_model_as_the_bundle_does() -> None:
+    from correlator.ml import bundle as bundle_module
+    from correlator.ml import detector as detector_module
+
+    assert detector_module.MODEL_NAME == bundle_module.MODEL_NAME
+
+
+def test_the_command_line_starts_without_scikit_learn() -> None:
+    """``furui --help`` and ``furui incidents list`` do not pay for the model's imports."""
+    code = "import sys, correlator.cli; print('sklearn' in sys.modules, 'skops' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "False"]

@@ -44,7 +44,6 @@ from correlator.engine.base import Detector
 from correlator.engine.detector import build_rule_engine, site_allowlist
 from correlator.engine.loader import load_rules, packaged_rules
 from correlator.errors import InputError
-from correlator.evaluation.held_out import HeldOutModels
 from correlator.evaluation.labels import (
     ATTACK_PATTERN,
     HostClass,
@@ -302,7 +301,12 @@ def evaluate_captures(
         trust_zeek_local=local.network.trust_zeek_local,
         community_id_seed=local.network.community_id_seed,
     )
-    held_out = HeldOutModels.of(captures, local) if mode is ModelMode.HELD_OUT else None
+    held_out = None
+    if mode is ModelMode.HELD_OUT:
+        # refitting needs scikit-learn: imported only when asked for (a second of start-up)
+        from correlator.evaluation.held_out import HeldOutModels  # noqa: PLC0415
+
+        held_out = HeldOutModels.of(captures, local)
     rules, ruleset = _rules_in_force(local, context)
     runs: list[CaptureRun] = []
     results: list[CaptureResult] = []

@@ -37,7 +37,6 @@ import pyarrow.compute as pc
 
 from correlator.engine.attribution import attribute
 from correlator.engine.base import Detector, build_findings, empty_findings
-from correlator.ml.bundle import MODEL_NAME, ModelBundle
 from correlator.ml.dns_tls import (
     DNS_HELD,
     DNS_LOOKBACK_WINDOWS,
@@ -49,7 +48,6 @@ from correlator.ml.dns_tls import (
 from correlator.ml.dns_tls import project as project_to
 from correlator.ml.explain import Scorer, messages
 from correlator.ml.features import extract, window_of
-from correlator.ml.novelty import NoveltyModel
 from correlator.normalise.addresses import Networks
 from correlator.schema.event import TIMESTAMP
 from correlator.settings import Settings
@@ -69,6 +67,9 @@ MAX_HELD_CONTEXT: Final = 100_000
 #: Header of the saved state (older states, a bare Arrow stream of flows, are read too).
 STATE_MAGIC: Final = b"FURUI-FLOW-STATE-2\n"
 RULESET: Final = "ml"
+#: The shipped model's name (``bundle.MODEL_NAME``; not imported from there, which loads
+#: scikit-learn).
+MODEL_NAME: Final = "flow-classifier"
 RULE_NAME: Final = "Flow classifier: traffic resembling malware or attacks"
 NOVELTY_RULESET: Final = "ml-novelty"
 NOVELTY_RULE_NAME: Final = "Novelty: flow unusual for this site"
@@ -115,6 +116,10 @@ def build_ml_detectors(
     if not ml.enabled:
         logger.warning("ML scoring is off (ml.enabled = false): incidents record model disabled")
         return []
+    # scikit-learn and skops take a second to import: only runs that score pay for them
+    from correlator.ml.bundle import ModelBundle  # noqa: PLC0415
+    from correlator.ml.novelty import NoveltyModel  # noqa: PLC0415
+
     bundle = ModelBundle.load(
         Path(ml.path) if ml.path else None, expected_version=ml.expected_version
     )
