@@ -6,7 +6,8 @@ has been seen (Zeek logs a connection when it ends, so flows of a window keep ar
 a while), or when the run's input ends (``finish``). The ``dns`` and ``ssl`` events of a
 window are joined to its flows when it is scored, so they must have been read by then.
 Elasticsearch runs read every stream in time order; file runs read each folder's conn logs
-after its other logs, hour by hour for rotated logs (``sources.files.discover``). A context
+after its other logs (``sources.files.discover``), holding the folder's dns and ssl rows
+until its flows come (at most ``MAX_HELD_CONTEXT`` per stream, the latest). A context
 stream in step with the conn stream holds the last window back one window more, until it
 has moved past it too; one never seen (a sensor without that log) or far behind holds
 nothing back, and its features are unknown (NaN) where it logged nothing. At most

@@ -9,11 +9,8 @@ file written without ``_path`` (``conn.log``, ``conn.00:00:00-01:00:00.log.gz``)
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -29,10 +26,8 @@ IDENTITY_BYTES: Final = 1024
 _SNIFF_BYTES: Final = 65536
 _BOM: Final = b"\xef\xbb\xbf"
 _ZEEK_JSON_KEYS: Final = frozenset({"_path", "uid", "id.orig_h", "fuid", "ts", "_write_ts"})
-#: Log types read after the others of their folder and hour (``_context_first``).
+#: Log types read after the others of their folder (``_context_first``).
 _READ_LAST: Final = frozenset({"conn"})
-#: Files are read hour by hour (Zeek's default rotation interval, the model's window).
-_TIME_BUCKET: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +56,6 @@ class LogFile:
     format: LogFormat
     log_type: str
     identity: FileIdentity
-    #: Time of the first record (epoch seconds), if the file's head shows one.
-    first_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +81,8 @@ def discover(paths: list[Path]) -> Discovery:
         paths: files or directories given by the user.
 
     Returns:
-        The logs in a stable order (each folder's hour by hour, conn logs after the
-        others of their hour), and the files passed over with a reason.
+        The logs in a stable order (each folder's conn logs after its other logs), and
+        the files passed over with a reason.
 
     Raises:
         InputError: a path does not exist or cannot be read, or a file named directly is
@@ -140,15 +133,13 @@ def recognise(path: Path) -> LogFile | Skipped:
         fields = (_header_value(body, b"#fields") or "").split(_separator(body))
         if "ts" not in fields:
             return Skipped(path, f"Zeek {log_type} log without timestamps (no ts field)")
-        first = _first_tsv_time(body, fields, _separator(body))
-        return LogFile(path, LogFormat.ZEEK_TSV, log_type, identity, first)
+        return LogFile(path, LogFormat.ZEEK_TSV, log_type, identity)
     if body.startswith(b"{"):
         return _recognise_json(path, body, identity)
     columns = csv_fields(body.split(b"\n", 1)[0])
     if set(columns) >= ZEEK_CSV_FIELDS:
         log_type = csv_log_type(columns, log_type_from_name(path))
-        first = _first_csv_time(body, columns)
-        return LogFile(path, LogFormat.ZEEK_CSV, log_type, identity, first)
+        return LogFile(path, LogFormat.ZEEK_CSV, log_type, identity)
     if body.startswith(b"["):
         return Skipped(
             path, "a JSON array, not one JSON object per line (convert with jq -c '.[]')"
@@ -174,77 +165,26 @@ def _recognise_json(path: Path, body: bytes, identity: FileIdentity) -> LogFile 
     if not isinstance(record, dict):
         return Skipped(path, "JSON lines that are not objects")
     if "event_type" in record:
-        return LogFile(
-            path, LogFormat.SURICATA_EVE, "eve", identity, _epoch(record.get("timestamp"))
-        )
+        return LogFile(path, LogFormat.SURICATA_EVE, "eve", identity)
     if _ZEEK_JSON_KEYS & record.keys():
         path_field = record.get("_path")
         log_type = path_field if isinstance(path_field, str) else log_type_from_name(path)
         if "ts" not in record:
             return Skipped(path, f"Zeek {log_type} log without timestamps (no ts field)")
-        return LogFile(path, LogFormat.ZEEK_JSON, log_type, identity, _epoch(record["ts"]))
+        return LogFile(path, LogFormat.ZEEK_JSON, log_type, identity)
     return Skipped(path, "JSON lines without Zeek or Suricata fields")
 
 
 def _context_first(logs: list[LogFile]) -> list[LogFile]:
-    """Each folder's logs with its conn logs read after the others.
+    """Each folder's logs with its conn logs after the others; folders in walk order.
 
-    A folder of rotated logs (several conn files) is read hour by hour, conn last in each
-    hour; any other folder reads conn after all its other logs. Folders keep their walk
-    order, and files their name order where the key ties (a head without a readable time
-    counts as the earliest). The flow model joins the dns and ssl events of an hour to its
-    flows and scores the hour once every stream has moved past it: read after them, flows
-    find their context; read hour by hour, little of it is held at a time.
+    The flow model joins a window's dns and ssl events to its flows and scores the window
+    once every stream has moved past it: read after them, flows find their context.
+    Reading hour by hour instead (dns.00, ssl.00, conn.00, dns.01 …) would hold less
+    context, but commits would then span many tables and cost 65 % more (docs/benchmarks.md).
     """
     folders = {folder: i for i, folder in enumerate(dict.fromkeys(g.path.parent for g in logs))}
-    conns = Counter(g.path.parent for g in logs if g.log_type in _READ_LAST)
-
-    def key(log: LogFile) -> tuple[int, float, bool]:
-        rotated = conns[log.path.parent] > 1
-        if not rotated or log.first_time is None:
-            hour = -math.inf
-        else:
-            hour = log.first_time // _TIME_BUCKET
-        return folders[log.path.parent], hour, log.log_type in _READ_LAST
-
-    return sorted(logs, key=key)
-
-
-def _first_tsv_time(body: bytes, fields: list[str], separator: str) -> float | None:
-    column = fields.index("ts")
-    for line in body.split(b"\n"):
-        if line and not line.startswith(b"#"):
-            values = line.decode("utf-8", "replace").split(separator)
-            return _epoch(values[column]) if column < len(values) else None
-    return None
-
-
-def _first_csv_time(body: bytes, columns: tuple[str, ...]) -> float | None:
-    lines = body.split(b"\n", 2)
-    if len(lines) < 3 or "ts" not in columns:  # noqa: PLR2004 - header, one whole row, rest
-        return None
-    values = csv_fields(lines[1])
-    column = columns.index("ts")
-    return _epoch(values[column]) if column < len(values) else None
-
-
-def _epoch(value: object) -> float | None:
-    """Epoch seconds of a Zeek ``ts`` (number or ISO 8601 text) or an eve ``timestamp``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return sorted(logs, key=lambda g: (folders[g.path.parent], g.log_type in _READ_LAST))
 
 
 def _walk(root: Path) -> list[Path]:
