@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from correlator import __version__, kibana, log
-from correlator.cli_common import JsonOption, fail_cleanly
+from correlator.cli_common import ConfigOption, JsonOption, fail_cleanly
 from correlator.cli_es import run_command, ship_command
 from correlator.cli_eval import eval_command
 from correlator.cli_model import model_app
@@ -64,16 +64,6 @@ app.add_typer(kibana_app, name="kibana")
 app.add_typer(model_app, name="model")
 app.add_typer(rules_app, name="rules")
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Site settings file (TOML); see `furui settings show`.",
-        envvar="FURUI_CONFIG",
-        show_default=False,
-    ),
-]
 DbOption = Annotated[
     Path | None,
     typer.Option(

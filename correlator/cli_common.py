@@ -1,9 +1,10 @@
-"""What every ``furui`` sub-command shares: the error boundary and the ``--json`` flag."""
+"""What every ``furui`` sub-command shares: the error boundary, ``--json`` and ``--config``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
@@ -15,6 +16,16 @@ R = TypeVar("R")
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print machine-readable JSON on stdout instead of tables.")
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Site settings file (TOML); see `furui settings show`.",
+        envvar="FURUI_CONFIG",
+        show_default=False,
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from correlator import log
+from correlator.cli_common import ConfigOption
 from correlator.errors import ConfigError
 from correlator.es.client import redacted
 from correlator.es.run import CycleReport, follow
@@ -32,16 +33,6 @@ EsOption = Annotated[
         "--es",
         help="Elasticsearch URL (repeat for several nodes); default from "
         "settings ([elasticsearch] urls, FURUI_ELASTICSEARCH__URLS).",
-        show_default=False,
-    ),
-]
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Site settings file (TOML).",
-        envvar="FURUI_CONFIG",
         show_default=False,
     ),
 ]

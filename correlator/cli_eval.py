@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from correlator import log
+from correlator.cli_common import ConfigOption
 from correlator.errors import InputError
 from correlator.evaluation.labels import ATTACK_PATTERN, HostClass
 from correlator.evaluation.metrics import HostOutcome, Summary, summarise
@@ -88,16 +89,7 @@ def eval_command(  # noqa: PLR0917 - typer commands take their options as parame
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log output.")
     ] = 0,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="Site settings file (TOML); see `furui settings show`.",
-            envvar="FURUI_CONFIG",
-            show_default=False,
-        ),
-    ] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Measure host- and event-level precision and recall of incidents against labels.
 

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from correlator.cli_common import JsonOption, fail_cleanly
 from correlator.errors import InputError, ModelError
+from correlator.ml import MODEL_NAME
 from correlator.ml.dataset import (
     LabelledFlows,
     conn_logs,
@@ -31,7 +32,6 @@ from correlator.ml.dataset import (
     load_context,
     load_labelled,
 )
-from correlator.ml.detector import MODEL_NAME
 from correlator.ml.features import extract
 
 if TYPE_CHECKING:

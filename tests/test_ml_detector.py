@@ -121,6 +121,26 @@ def test_unseen_nmap_scanner_is_flagged_as_source(bundle: ModelBundle) -> None:
     assert roles[("172.16.1.11", "source")] > 0.5 * events.num_rows
 
 
+def _assert_same_findings(streamed: pa.Table, whole: pa.Table) -> None:
+    """The same finding ids, each with the same risk score."""
+    assert sorted(streamed.column("finding.id").to_pylist()) == sorted(
+        whole.column("finding.id").to_pylist()
+    )
+    scores = dict(
+        zip(
+            whole.column("finding.id").to_pylist(),
+            whole.column("event.risk_score").to_pylist(),
+            strict=True,
+        )
+    )
+    for fid, score in zip(
+        streamed.column("finding.id").to_pylist(),
+        streamed.column("event.risk_score").to_pylist(),
+        strict=True,
+    ):
+        assert score == scores[fid]
+
+
 def test_streaming_and_resuming_score_like_one_pass(bundle: ModelBundle) -> None:
     """Windows are scored once closed; state saved between batches changes nothing."""
     events = load_events(shared(IOT, HAKAI)).stream("zeek.connection")
@@ -139,22 +159,7 @@ def test_streaming_and_resuming_score_like_one_pass(bundle: ModelBundle) -> None
     parts.append(last.finish())
     streamed = pa.concat_tables(parts)
     assert progressive > 0.5 * whole.num_rows  # most findings came before the end
-    assert sorted(streamed.column("finding.id").to_pylist()) == sorted(
-        whole.column("finding.id").to_pylist()
-    )
-    scores = dict(
-        zip(
-            whole.column("finding.id").to_pylist(),
-            whole.column("event.risk_score").to_pylist(),
-            strict=True,
-        )
-    )
-    for fid, score in zip(
-        streamed.column("finding.id").to_pylist(),
-        streamed.column("event.risk_score").to_pylist(),
-        strict=True,
-    ):
-        assert score == scores[fid]
+    _assert_same_findings(streamed, whole)
 
 
 def test_ml_off_is_explicit_and_recorded(
@@ -261,22 +266,7 @@ def test_held_dns_and_ssl_rows_survive_a_resume(bundle: ModelBundle) -> None:
     parts.append(last.finish())
     streamed = pa.concat_tables(parts)
     assert held_context > 0  # ssl rows were part of a saved state
-    assert sorted(streamed.column("finding.id").to_pylist()) == sorted(
-        whole.column("finding.id").to_pylist()
-    )
-    scores = dict(
-        zip(
-            whole.column("finding.id").to_pylist(),
-            whole.column("event.risk_score").to_pylist(),
-            strict=True,
-        )
-    )
-    for fid, score in zip(
-        streamed.column("finding.id").to_pylist(),
-        streamed.column("event.risk_score").to_pylist(),
-        strict=True,
-    ):
-        assert score == scores[fid]
+    _assert_same_findings(streamed, whole)
 
 
 def test_a_state_saved_before_dns_and_tls_is_read(bundle: ModelBundle) -> None:

@@ -45,9 +45,9 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from correlator.errors import ModelError
+from correlator.ml import MODEL_NAME as MODEL_NAME  # noqa: PLC0414 - re-exported
 from correlator.ml.features import FEATURE_NAMES, FEATURE_SCHEMA_HASH
 
-MODEL_NAME: Final = "flow-classifier"
 MODEL_FILE: Final = "model.skops"
 MANIFEST_FILE: Final = "manifest.json"
 METRICS_FILE: Final = "metrics.json"

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from correlator.engine.attribution import attribute
 from correlator.engine.base import Detector, build_findings, empty_findings
+from correlator.ml import MODEL_NAME as MODEL_NAME  # noqa: PLC0414 - re-exported
 from correlator.ml.dns_tls import (
     DNS_HELD,
     DNS_LOOKBACK_WINDOWS,
@@ -68,9 +69,6 @@ MAX_HELD_CONTEXT: Final = 100_000
 #: Header of the saved state (older states, a bare Arrow stream of flows, are read too).
 STATE_MAGIC: Final = b"FURUI-FLOW-STATE-2\n"
 RULESET: Final = "ml"
-#: The shipped model's name (``bundle.MODEL_NAME``; not imported from there, which loads
-#: scikit-learn).
-MODEL_NAME: Final = "flow-classifier"
 RULE_NAME: Final = "Flow classifier: traffic resembling malware or attacks"
 NOVELTY_RULESET: Final = "ml-novelty"
 NOVELTY_RULE_NAME: Final = "Novelty: flow unusual for this site"
@@ -387,14 +385,7 @@ class FlowClassifier:
 
 def project(events: pa.Table) -> pa.Table:
     """The held columns of ``events`` in fixed types (absent ones as nulls)."""
-    n = events.num_rows
-    arrays = [
-        pc.cast(events.column(f.name).combine_chunks(), f.type)
-        if f.name in events.column_names
-        else pa.nulls(n, f.type)
-        for f in HELD
-    ]
-    return pa.Table.from_arrays(arrays, schema=HELD)
+    return project_to(events, HELD)
 
 
 _SCHEMAS: Final[dict[str, pa.Schema]] = {DNS_STREAM: DNS_HELD, SSL_STREAM: SSL_HELD}

@@ -21,7 +21,9 @@ from correlator.sources.reader import Position
 from correlator.state import Store
 
 
-def _commit(store: Store, table: pa.Table, line: int) -> None:
+def _commit(
+    store: Store, table: pa.Table, line: int, states: dict[str, bytes] | None = None
+) -> None:
     log = LogFile(Path("x.log"), LogFormat.ZEEK_JSON, "x", FileIdentity("k", 10, b"0123456789"))
     commit = Commit()
     commit.add(
@@ -33,6 +35,7 @@ def _commit(store: Store, table: pa.Table, line: int) -> None:
         rejects=[],
         skipped=0,
     )
+    commit.detector_states = states or {}
     store.commit(commit, run_id="r")
 
 
@@ -121,19 +124,7 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def _commit_states(store: Store, states: dict[str, bytes], line: int) -> None:
-    log = LogFile(Path("x.log"), LogFormat.ZEEK_JSON, "x", FileIdentity("k", 10, b"0123456789"))
-    commit = Commit()
-    commit.add(
-        key="k",
-        log=log,
-        position=Position(line, line),
-        events={"zeek.x": pa.table({"event.id": [f"e{line}"]})},
-        findings=empty_findings(),
-        rejects=[],
-        skipped=0,
-    )
-    commit.detector_states = states
-    store.commit(commit, run_id="r")
+    _commit(store, pa.table({"event.id": [f"e{line}"]}), line, states)
 
 
 def test_large_detector_states_live_in_files_beside_the_store(tmp_path: Path) -> None:
