@@ -162,6 +162,10 @@ class RulesSettings(BaseModel):
     max_timestamps: int = Field(ge=4, description="Connection times kept per beacon.")
     max_distinct: int = Field(ge=2, description="Distinct values counted per group.")
     max_steps: int = Field(ge=1, description="Events kept per sequence key and step.")
+    settle_seconds: int = Field(
+        ge=0, description="How long absence verdicts wait for companions past `after`."
+    )
+    max_pending: int = Field(ge=1000, description="Absence events waiting for a verdict.")
 
 
 class MlSettings(BaseModel):

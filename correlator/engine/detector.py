@@ -273,6 +273,8 @@ def build_rule_engine(settings: Settings, internal: Networks, allowlist: Allowli
         max_timestamps=config.max_timestamps,
         max_distinct=config.max_distinct,
         max_steps=config.max_steps,
+        settle_seconds=config.settle_seconds,
+        max_pending=config.max_pending,
     )
     factor = settings.correlation.inbound_factor
     if not config.enabled:

@@ -10,14 +10,20 @@ Counted events are then judged as ``threshold`` judges them: per host, ``group_b
 ``distinct_field``). This is what "connection without a DNS lookup" and "DNS answer never
 connected to" need, which ordered ``sequence`` steps cannot say: the absence of an event.
 
-The verdict depends on events that may arrive later than the judged one (another stream,
-another file), so it is taken when a group is emitted (its window closes, or ``finish``),
-from everything seen so far; a companion arriving later marks the groups it can change
-dirty, and a finding that no longer holds is retracted. State: per group the earliest
-``max_distinct`` judged events with their keys (the events a verdict is made of), and the
-companions' keys and times, thinned to the earliest and latest per key and window-wide
-time bucket and dropped once no open window can use them. Tables are compacted when they
-have doubled, so the cost per event stays constant.
+The verdict on a judged event depends on events that may arrive later (another stream,
+another file), so it waits: it is *settled* once every clause's stream has moved
+``settle_seconds`` past the event's ``after`` (a clause whose stream stays silent for
+``lateness_seconds`` is judged on what was seen). A settled event that counts is kept
+(at most ``max_distinct`` per group) without its keys; one that does not is dropped, and a
+group left with no events is forgotten. Groups are emitted when their window closes (or at
+``finish``) from their settled and still pending events; a companion arriving before a
+verdict settles marks the groups it can change dirty, and a finding that no longer holds
+is retracted. A judged event more than ``settle_seconds`` behind its stream's newest is
+dropped (counted): its companions may be gone. Companions are thinned to the earliest and
+latest per key and window-wide time bucket, and kept only as far back as a pending event
+can look. So state holds ``settle_seconds`` (plus the clauses' ``after``) of judged events,
+not a day of them; ``max_pending`` bounds it when a companion stream lags far behind.
+Tables are compacted when they have doubled, so the cost per event stays constant.
 """
 
 from __future__ import annotations
@@ -52,9 +58,11 @@ _JUDGED: Final = pa.schema(
         pa.field("id", pa.string()),
         pa.field("value", pa.string()),
         pa.field("serial", pa.int64()),
+        # verdict taken and counted: no keys left, never changes again
+        pa.field("settled", pa.bool_()),
     ]
 )
-#: The join keys of judged events, one row per clause and key (lists give several).
+#: The join keys of pending judged events, one row per clause and key (lists give several).
 _KEYS: Final = pa.schema(
     [
         pa.field("rule_id", pa.string()),
@@ -152,6 +160,8 @@ class AbsenceKind(CountingKind):
         # the counted events of the groups being emitted (set by ``_emit`` for its helpers)
         self._current: pa.Table | None = None
         self._warned = False
+        self._warned_pending = False
+        self.unjudged = 0  # judged events dropped before a verdict (too late, or too many)
         self._compacted = 0  # table rows after the last compaction
         self._serial = 0  # the next judged event's serial number
 
@@ -165,7 +175,11 @@ class AbsenceKind(CountingKind):
     # -- folding --------------------------------------------------------------------------
 
     def fold(self, batch: Batch) -> None:
-        """Judged events into groups and keys; companions into their table."""
+        """Judged events into groups and keys; companions into their table; settle."""
+        marks = dict(self.watermarks)
+        if batch.rows:
+            mark = int(batch.ts.max())
+            marks[batch.stream] = max(marks.get(batch.stream, mark), mark)
         judged: list[pa.Table] = []
         keys: list[pa.Table] = []
         companions: list[pa.Table] = []
@@ -173,11 +187,13 @@ class AbsenceKind(CountingKind):
             params = rule.params
             assert isinstance(params, AbsenceParams)  # noqa: S101
             if params.stream == batch.stream:
-                found = self._judged_rows(batch, rule, params)
+                found = self._judged_rows(batch, rule, params, self.watermarks.get(batch.stream))
                 if found.num_rows:
                     serial = np.arange(self._serial, self._serial + found.num_rows, dtype=np.int64)
                     self._serial += found.num_rows
-                    found = found.append_column("serial", pa.array(serial))
+                    found = found.append_column("serial", pa.array(serial)).append_column(
+                        "settled", pa.repeat(pa.scalar(value=False), found.num_rows)
+                    )
                     judged.append(found.select(_JUDGED.names))
                     keys.extend(self._judged_keys(batch, rule, params, found))
             for index, clause in enumerate(params.clauses):
@@ -190,19 +206,22 @@ class AbsenceKind(CountingKind):
             self._keep(pa.concat_tables(judged), keys)
         if companions:
             self.companions = pa.concat_tables([self.companions, *companions])
-        self._compact()
+        self._compact(marks)
 
-    def _compact(self) -> None:
-        """Thin and expire companions, drop dead keys, once the tables doubled since last time.
+    def _compact(self, marks: Mapping[str, int]) -> None:
+        """Settle ripe verdicts, thin and expire companions, drop dead keys and groups.
 
-        Duplicates and unthinned rows never change a verdict, so doing this now and then
-        (amortised linear) rather than per batch changes nothing but the cost.
+        Done once the tables doubled since last time (amortised linear). Thinning,
+        expiring and settling only drop rows no verdict can use, so doing it now and then
+        rather than per batch changes nothing but the cost.
         """
         size = self.companions.num_rows + self.keys.num_rows + self.judged.num_rows
         if size < max(2 * self._compacted, COMPACT_AT):
             return
+        self._settle(marks)
+        self._bound_pending()
         self.companions = thin(self.companions)
-        self._expire()
+        self._expire(marks)
         self.judged = self._capped(self.judged)
         # keys are added once per judged event: only those of dropped events need to go
         serials = self.judged.column("serial").combine_chunks()
@@ -210,7 +229,9 @@ class AbsenceKind(CountingKind):
         self.keys = self.keys.filter(alive)
         self._compacted = self.companions.num_rows + self.keys.num_rows + self.judged.num_rows
 
-    def _judged_rows(self, batch: Batch, rule: Rule, params: AbsenceParams) -> pa.Table:
+    def _judged_rows(
+        self, batch: Batch, rule: Rule, params: AbsenceParams, mark: int | None
+    ) -> pa.Table:
         distinct = params.distinct_field
         found = hits(
             batch,
@@ -225,6 +246,15 @@ class AbsenceKind(CountingKind):
             },
         )
         found = self.state.on_time(found)
+        # further behind than settle_seconds (from the stream's newest before this batch):
+        # the companions it needs may be gone
+        settle = self.context.limits.settle_seconds * MICROS
+        fresh = pc.greater_equal(found.column("ts"), (mark or 0) - settle)
+        if mark is not None and not pc.all(fresh).as_py():
+            late = found.num_rows - int(pc.sum(fresh).as_py() or 0)
+            self.unjudged += late
+            logger.debug("%d events too late for %s's companions: dropped", late, rule.id)
+            found = found.filter(fresh)
         self.state.add(found.drop_columns(["value", "row"]))
         return found
 
@@ -296,22 +326,28 @@ class AbsenceKind(CountingKind):
             groups.schema.get_field_index("dirty"), "dirty", dirty
         )
 
-    def _expire(self) -> None:
-        """Drop companions no open window can use, and bound the table."""
-        if self.companions.num_rows and self.watermarks:
-            lateness = self.context.limits.lateness_seconds * MICROS
+    def _expire(self, marks: Mapping[str, int]) -> None:
+        """Drop companions no pending or future judged event can reach, and bound the table.
+
+        A pending event at ``t`` looks back to ``t - before``; a judged event still to
+        come is at most ``settle_seconds`` behind its stream's newest (older ones are
+        dropped on arrival), so each rule keeps companions from the earlier of its oldest
+        pending event and that edge, less its longest ``before``.
+        """
+        if self.companions.num_rows:
+            settle = self.context.limits.settle_seconds * MICROS
+            oldest = self._oldest_pending()
             floors = []
             for rule in self.rules.values():
                 params = rule.params
                 assert isinstance(params, AbsenceParams)  # noqa: S101
-                mark = self.watermarks.get(params.stream)
+                mark = marks.get(params.stream)
+                if mark is None:
+                    floors.append((rule.id, np.iinfo(np.int64).min))
+                    continue
+                edge = min(mark - settle, oldest.get(rule.id, mark))
                 reach = max((c.before for c in params.clauses), default=0)
-                floor = (
-                    mark - lateness - (params.window + reach) * MICROS
-                    if mark is not None
-                    else np.iinfo(np.int64).min
-                )
-                floors.append((rule.id, floor))
+                floors.append((rule.id, edge - reach * MICROS))
             ids = pa.array([r for r, _ in floors], pa.string())
             table = np.array([f for _, f in floors], dtype=np.int64)
             index = pc.index_in(self.companions.column("rule_id"), value_set=ids)
@@ -329,6 +365,124 @@ class AbsenceKind(CountingKind):
                 self._warned = True
             order = pc.sort_indices(self.companions, sort_keys=[("ts", "descending")])
             self.companions = self.companions.take(order.slice(0, self.context.limits.max_groups))
+
+    def _oldest_pending(self) -> dict[str, int]:
+        """Per rule, the time of its oldest judged event still without a verdict."""
+        pending = self.judged.filter(pc.invert(self.judged.column("settled")))
+        if not pending.num_rows:
+            return {}
+        oldest = pending.group_by("rule_id", use_threads=False).aggregate([("ts", "min")])
+        return dict(
+            zip(
+                oldest.column("rule_id").to_pylist(),
+                oldest.column("ts_min").to_pylist(),
+                strict=True,
+            )
+        )
+
+    def _ripe_before(self, marks: Mapping[str, int]) -> dict[str, int]:
+        """Per rule, the time up to which every clause's stream has moved far enough on.
+
+        A clause's stream has, for an event at ``t``, once its newest event is past
+        ``t + after + settle_seconds``, or once the judged stream itself is
+        ``lateness_seconds`` past ``t`` (a companion stream that is silent or far behind
+        must not hold verdicts, and state, without end).
+        """
+        settle = self.context.limits.settle_seconds * MICROS
+        lateness = self.context.limits.lateness_seconds * MICROS
+        out: dict[str, int] = {}
+        for rule in self.rules.values():
+            params = rule.params
+            assert isinstance(params, AbsenceParams)  # noqa: S101
+            own = marks.get(params.stream)
+            if own is None:
+                continue
+            silent = own - lateness  # a companion stream this far behind is not waited for
+            out[rule.id] = min(
+                max(silent, marks[c.stream] - c.after * MICROS - settle)
+                if c.stream in marks
+                else silent
+                for c in params.clauses
+            )
+        return out
+
+    def _settle(self, marks: Mapping[str, int]) -> None:
+        """Take the verdict of every pending event whose companions are all in.
+
+        One that counts stays, settled, without its keys; one that does not is dropped,
+        and so is a group left empty that was never emitted.
+        """
+        pending = np.asarray(
+            pc.invert(self.judged.column("settled")).to_numpy(zero_copy_only=False), dtype=bool
+        )
+        ripe_before = self._ripe_before(marks)
+        if not pending.any() or not ripe_before:
+            return
+        ids = pa.array(list(ripe_before), pa.string())
+        bound = np.array([*ripe_before.values(), np.iinfo(np.int64).min], dtype=np.int64)
+        index = pc.index_in(self.judged.column("rule_id"), value_set=ids)
+        limit = bound[np.asarray(index.fill_null(len(ids)).to_numpy(zero_copy_only=False))]
+        ts = np.asarray(self.judged.column("ts").to_numpy(), dtype=np.int64)
+        ripe = pending & (ts <= limit)
+        if not ripe.any():
+            return
+        rows = self.judged.filter(pa.array(ripe))
+        counts = np.zeros(len(ripe), dtype=bool)
+        counts[ripe] = self._verdicts(rows)
+        keep = ~ripe | counts
+        gone = rows.column("gid").filter(pa.array(~counts[ripe])).combine_chunks()
+        settled = pa.array(~pending | ripe)
+        judged = self.judged.set_column(
+            self.judged.schema.get_field_index("settled"), "settled", settled
+        )
+        self.judged = judged.filter(pa.array(keep))
+        done = rows.column("serial").combine_chunks()
+        self.keys = self.keys.filter(
+            pc.invert(pc.is_in(self.keys.column("serial"), value_set=done))
+        )
+        self._forget_empty(gone)
+
+    def _bound_pending(self) -> None:
+        """Drop the oldest pending events beyond ``max_pending`` (a companion stream lags)."""
+        settled = self.judged.column("settled")
+        pending = self.judged.num_rows - int(pc.sum(settled).as_py() or 0)
+        excess = pending - self.context.limits.max_pending
+        if excess <= 0:
+            return
+        if not self._warned_pending:
+            logger.warning(
+                "absence rules: more than rules.max_pending = %d events wait for their "
+                "companion streams; the oldest are dropped unjudged (a companion stream lags "
+                "far behind: read the streams of one period together)",
+                self.context.limits.max_pending,
+            )
+            self._warned_pending = True
+        self.unjudged += excess
+        ts = np.asarray(self.judged.column("ts").to_numpy(), dtype=np.int64)
+        waiting = ~np.asarray(settled.to_numpy(zero_copy_only=False), dtype=bool)
+        order = np.flatnonzero(waiting)[np.argsort(ts[waiting], kind="stable")]
+        drop = np.zeros(self.judged.num_rows, dtype=bool)
+        drop[order[:excess]] = True
+        gone = self.judged.column("gid").filter(pa.array(drop)).combine_chunks()
+        self.judged = self.judged.filter(pa.array(~drop))
+        self._forget_empty(gone)
+
+    def _forget_empty(self, gids: pa.Array) -> None:
+        """Forget groups among ``gids`` left with no judged event and never emitted."""
+        if not len(gids):
+            return
+        candidates = pc.unique(gids)
+        held = pc.is_in(candidates, value_set=self.judged.column("gid").combine_chunks())
+        candidates = candidates.filter(pc.invert(held))
+        groups = self.state.groups
+        emitted = groups.filter(
+            pc.and_(pc.is_in(groups.column("gid"), value_set=candidates), groups.column("emitted"))
+        ).column("gid")
+        empty = candidates.filter(
+            pc.invert(pc.is_in(candidates, value_set=emitted.combine_chunks()))
+        )
+        if len(empty):
+            self.state.remove(empty)
 
     def forget(self, gids: pa.Array) -> None:
         """Drop closed groups with their judged events and keys."""
@@ -377,7 +531,7 @@ class AbsenceKind(CountingKind):
             self._current = None
 
     def counted(self, gids: pa.Array | pa.ChunkedArray) -> pa.Table:
-        """The judged events of some groups that count: no ``unless``, every ``requires``.
+        """The judged events of some groups that count: settled, or judged now.
 
         Sorted by group, time and id.
         """
@@ -386,6 +540,13 @@ class AbsenceKind(CountingKind):
         )
         if not judged.num_rows:
             return judged
+        ok = np.asarray(judged.column("settled").to_numpy(zero_copy_only=False), dtype=bool)
+        if not ok.all():
+            ok[~ok] = self._verdicts(judged.filter(pa.array(~ok)))
+        return judged.filter(pa.array(ok))  # _capped sorted it
+
+    def _verdicts(self, judged: pa.Table) -> npt.NDArray[np.bool_]:
+        """For pending judged events, whether each counts: no ``unless``, every ``requires``."""
         serials = judged.column("serial").combine_chunks()
         ok = np.ones(judged.num_rows, dtype=bool)
         keys = self.keys.filter(pc.is_in(self.keys.column("serial"), value_set=serials))
@@ -425,7 +586,7 @@ class AbsenceKind(CountingKind):
                     ok &= ~(of_rule & with_one)
                 else:
                     ok &= ~of_rule | with_one
-        return judged.filter(pa.array(ok))  # _capped sorted it
+        return ok
 
     def judge(self, groups: pa.Table) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
         """Groups whose counted events reach ``min_count`` (and ``min_distinct``)."""
@@ -496,7 +657,12 @@ class AbsenceKind(CountingKind):
             ("keys", _KEYS),
             ("companions", _COMPANIONS),
         ):
-            table = tables.get(f"absence.{name}", schema.empty_table()).cast(schema)
+            table = tables.get(f"absence.{name}", schema.empty_table())
+            if name == "judged" and "settled" not in table.schema.names:  # before settling
+                table = table.append_column(
+                    "settled", pa.repeat(pa.scalar(value=False), table.num_rows)
+                )
+            table = table.select(schema.names).cast(schema)
             setattr(self, name, only_rules(table, rules))
         if self.judged.num_rows:
             self._serial = int(pc.max(self.judged.column("serial")).as_py()) + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,10 @@ import pyarrow as pa
 import pytest
 
 from correlator.engine.batch import Batch
+from correlator.engine.detector import RuleEngine
 from correlator.engine.fixtures import canonical, engine_for, run
 from correlator.engine.kinds import absence
+from correlator.engine.kinds.base import Limits
 from correlator.engine.kinds.companions import has_companion, key_rows, thin
 from correlator.normalise.addresses import Networks
 from tests.unit.engine.helpers import events, findings, rule
@@ -182,3 +185,138 @@ def test_compaction_leaves_verdicts_alone(tmp_path: Path, monkeypatch: pytest.Mo
     for rows in (7, 100):
         engine = engine_for([unresolved])
         assert canonical(run(engine, streams, batch_rows=rows, order=order)) == whole
+
+
+def _kind(engine: RuleEngine) -> absence.AbsenceKind:
+    (kind,) = engine.kinds
+    assert isinstance(kind, absence.AbsenceKind)
+    return kind
+
+
+def _traffic(hours: int) -> dict[str, pa.Table]:
+    """A host's lookups and connections, one of each a minute; every tenth connection goes
+    to one of three addresses no answer names (two of each an hour: one finding each)."""
+    lookups = [_lookup(60 * m, f"192.0.2.{m % 250}") for m in range(hours * 60)]
+    conns = [
+        {
+            "t": 60 * m + 5,
+            "destination.ip": f"198.51.100.{(m // 10) % 3}"
+            if m % 10 == 0
+            else f"192.0.2.{m % 250}",
+            "id": f"c{m}",
+        }
+        for m in range(hours * 60)
+    ]
+    return {"zeek.connection": events(conns), "zeek.dns": events(lookups, "zeek.dns")}
+
+
+def _replay(engine: RuleEngine, streams: dict[str, pa.Table], minutes: int = 10) -> pa.Table:
+    """Feed ``_traffic`` ten minutes at a time, lookups then connections, as a sensor's
+    rotated logs come; then finish."""
+    found = []
+    for start in range(0, streams["zeek.dns"].num_rows, minutes):
+        for stream in ("zeek.dns", "zeek.connection"):
+            found.append(engine.observe(stream, streams[stream].slice(start, minutes)))
+    found.append(engine.finish())
+    return pa.concat_tables(found)
+
+
+def _pending(kind: absence.AbsenceKind) -> int:
+    return kind.judged.num_rows - sum(kind.judged.column("settled").to_pylist())
+
+
+def test_settled_verdicts_keep_state_flat_and_change_no_finding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    monkeypatch.setattr(absence, "COMPACT_AT", 64)
+    sizes = {}
+    for hours in (4, 12):
+        engine = engine_for([unresolved])
+        found = canonical(_replay(engine, _traffic(hours)))
+        # verdicts never wait for a companion beyond the end of the input instead
+        waiting = engine_for([unresolved], limits=Limits(settle_seconds=10**9))
+        assert canonical(_replay(waiting, _traffic(hours))) == found
+        assert len(found) == 3 * hours
+        kind = _kind(engine)
+        sizes[hours] = (_pending(kind), kind.keys.num_rows, kind.companions.num_rows)
+        # settled: counted connections alone (those to the three addresses), without keys
+        settled = kind.judged.filter(kind.judged.column("settled"))
+        assert settled.num_rows >= 6 * (hours - 3)
+        assert {int(i[1:]) % 10 for i in settled.column("id").to_pylist()} == {0}
+        assert set(kind.keys.column("serial").to_pylist()).isdisjoint(
+            settled.column("serial").to_pylist()
+        )
+    # an hour and a half of connections wait for lookups (30 min `after` + settle_seconds),
+    # however long the input: three times the input, not three times the state
+    for before, after in zip(sizes[4], sizes[12], strict=True):
+        assert after <= 1.5 * before
+    assert sizes[12][0] < 2 * 90
+
+
+def test_a_settled_verdict_ignores_later_companions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    monkeypatch.setattr(absence, "COMPACT_AT", 1)
+    engine = engine_for([unresolved], limits=Limits(settle_seconds=60))
+    engine.observe("zeek.dns", events([_lookup(10, "192.0.2.1")], "zeek.dns"))
+    engine.observe("zeek.connection", events([{"t": 100 + i, "id": f"c{i}"} for i in range(3)]))
+    # the host's lookups an hour on: every verdict's companions are in (30 min + 60 s)
+    later = [_lookup(4000 + i, "192.0.2.1") for i in range(30)]
+    engine.observe("zeek.dns", events(later, "zeek.dns"))
+    assert _pending(_kind(engine)) == 0
+    first = engine.finish()
+    assert first.column("event.risk_score").to_pylist() == [40.0]
+    # another sensor's log naming the address arrives after the verdict: too late to change it
+    engine.observe("zeek.dns", events([_lookup(60, "203.0.113.9", host="10.0.0.3")], "zeek.dns"))
+    second = engine.finish()
+    assert second.column("event.risk_score").to_pylist() in ([], [40.0])
+
+
+def test_a_silent_companion_stream_does_not_hold_verdicts_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    monkeypatch.setattr(absence, "COMPACT_AT", 64)
+    conns = events([{"t": 60 * m, "id": f"c{m}"} for m in range(600)])  # ten hours, no DNS
+    quick = engine_for([unresolved], limits=Limits(lateness_seconds=1800))
+    # no lookup of the host is ever seen: nothing counts, and nothing waits much longer
+    # than lateness_seconds (half an hour of connections, twice over between compactions)
+    assert canonical(run(quick, {"zeek.connection": conns}, batch_rows=20)) == []
+    assert _kind(quick).judged.num_rows <= 2 * 31
+
+
+def test_too_many_pending_events_drop_the_oldest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    monkeypatch.setattr(absence, "COMPACT_AT", 16)
+    streams = _traffic(2)
+    few = engine_for([unresolved], limits=Limits(max_pending=40))
+    # connections read before any lookup (as files are): they all wait for the DNS log
+    with caplog.at_level(logging.WARNING):
+        found = canonical(run(few, streams, batch_rows=10, order=["zeek.connection", "zeek.dns"]))
+    assert "rules.max_pending = 40" in caplog.text
+    kind = _kind(few)
+    assert kind.unjudged >= 120 - 2 * 40
+    # what was kept is judged as before: the latest connections' findings, no others
+    whole = canonical(run(engine_for([unresolved]), streams))
+    assert found
+    assert all(f in whole for f in found)
+    assert len(found) < len(whole)
+
+
+def test_an_event_too_far_behind_its_stream_is_dropped(tmp_path: Path) -> None:
+    unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
+    lookups = events([_lookup(t, "192.0.2.1") for t in (0, 5000, 6000, 9000)], "zeek.dns")
+    for start, expected in ((9000 - 3000, 1), (9000 - 4000, 0)):
+        engine = engine_for([unresolved])
+        engine.observe("zeek.dns", lookups)
+        engine.observe("zeek.connection", events([{"t": 9000, "id": "now"}]))
+        # three connections 50 (or 67) minutes behind the newest: within settle_seconds
+        # (3600) their companions are still kept; beyond it they may be gone
+        late = events([{"t": start + i, "id": f"c{i}"} for i in range(3)])
+        engine.observe("zeek.connection", late)
+        assert len(canonical(engine.finish())) == expected
+        assert _kind(engine).unjudged == 3 * (1 - expected)
