@@ -20,10 +20,9 @@ from tests.conftest import shared
 CTU = "stratosphere-ctu-zeek"
 
 
-def _incidents(*paths: Path, experimental: bool = False) -> dict[str, dict[str, Any]]:
+def _incidents(*paths: Path) -> dict[str, dict[str, Any]]:
     streams = load_events(*paths).streams
-    wanted = {"production", "experimental"} if experimental else {"production"}
-    rules = [r for r in load_rules().rules if r.spec.metadata.maturity in wanted]
+    rules = [r for r in load_rules().rules if r.spec.metadata.maturity == "production"]
     findings = run(engine_for(rules), streams, order=sorted(streams))  # file after file
     worst: dict[str, dict[str, Any]] = {}
     for incident in correlate(findings, CorrelationParams()).to_pylist():
@@ -128,9 +127,9 @@ def test_rat_uploading_over_its_c2_reaches_the_exfiltration_stage() -> None:
 def test_a_dns_and_tls_only_capture_flags_the_red_team_c2_and_nothing_high() -> None:
     # WRCCDC: 100k lookups and TLS sessions of blue teams; one server keeps a TLS session
     # to "cortanaupdate.stream", a name no lookup in the capture resolves (found by
-    # the experimental absence rule "TLS to an address never looked up", run here too)
+    # the absence rule "TLS to an address never looked up")
     wrccdc = shared("zeek-wrccdc2018", "zeek-default")
-    incidents = _incidents(wrccdc / "ssl.log.gz", wrccdc / "dns.log.gz", experimental=True)
+    incidents = _incidents(wrccdc / "ssl.log.gz", wrccdc / "dns.log.gz")
     assert not {h for h, i in incidents.items() if i["furui.severity"] in ("high", "critical")}
     c2 = incidents["10.47.8.10"]
     assert any("198.199.95.203" in e["message"] for e in c2["furui.evidence"])

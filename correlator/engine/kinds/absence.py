@@ -164,6 +164,8 @@ class AbsenceKind(CountingKind):
         self.unjudged = 0  # judged events dropped before a verdict (too late, or too many)
         self._compacted = 0  # table rows after the last compaction
         self._serial = 0  # the next judged event's serial number
+        # per rule, the time of its oldest pending event (or earlier: then a settle is early)
+        self._oldest: dict[str, int] = {}
 
     @classmethod
     def streams_of(cls, rule: Rule) -> frozenset[str]:
@@ -195,6 +197,8 @@ class AbsenceKind(CountingKind):
                         "settled", pa.repeat(pa.scalar(value=False), found.num_rows)
                     )
                     judged.append(found.select(_JUDGED.names))
+                    first = int(pc.min(found.column("ts")).as_py())
+                    self._oldest[rule.id] = min(self._oldest.get(rule.id, first), first)
                     keys.extend(self._judged_keys(batch, rule, params, found))
             for index, clause in enumerate(params.clauses):
                 if clause.stream == batch.stream:
@@ -216,7 +220,7 @@ class AbsenceKind(CountingKind):
         rather than per batch changes nothing but the cost.
         """
         size = self.companions.num_rows + self.keys.num_rows + self.judged.num_rows
-        if size < max(2 * self._compacted, COMPACT_AT):
+        if size < max(2 * self._compacted, COMPACT_AT) and not self._ripe(marks):
             return
         self._settle(marks)
         self._bound_pending()
@@ -227,6 +231,7 @@ class AbsenceKind(CountingKind):
         serials = self.judged.column("serial").combine_chunks()
         alive = pc.is_in(self.keys.column("serial"), value_set=serials)
         self.keys = self.keys.filter(alive)
+        self._oldest = self._oldest_pending()
         self._compacted = self.companions.num_rows + self.keys.num_rows + self.judged.num_rows
 
     def _judged_rows(
@@ -331,27 +336,34 @@ class AbsenceKind(CountingKind):
 
         A pending event at ``t`` looks back to ``t - before``; a judged event still to
         come is at most ``settle_seconds`` behind its stream's newest (older ones are
-        dropped on arrival), so each rule keeps companions from the earlier of its oldest
-        pending event and that edge, less its longest ``before``.
+        dropped on arrival), so each clause keeps companions from the earlier of its
+        rule's oldest pending event and that edge, less its own ``before``.
         """
         if self.companions.num_rows:
             settle = self.context.limits.settle_seconds * MICROS
             oldest = self._oldest_pending()
-            floors = []
+            names: list[str] = []
+            floors: list[int] = []
             for rule in self.rules.values():
                 params = rule.params
                 assert isinstance(params, AbsenceParams)  # noqa: S101
                 mark = marks.get(params.stream)
-                if mark is None:
-                    floors.append((rule.id, np.iinfo(np.int64).min))
-                    continue
-                edge = min(mark - settle, oldest.get(rule.id, mark))
-                reach = max((c.before for c in params.clauses), default=0)
-                floors.append((rule.id, edge - reach * MICROS))
-            ids = pa.array([r for r, _ in floors], pa.string())
-            table = np.array([f for _, f in floors], dtype=np.int64)
-            index = pc.index_in(self.companions.column("rule_id"), value_set=ids)
-            floor = table[np.asarray(index.fill_null(0).to_numpy(zero_copy_only=False))]
+                edge = min(mark - settle, oldest.get(rule.id, mark)) if mark is not None else None
+                for index, clause in enumerate(params.clauses):
+                    names.append(f"{rule.id}/{index}")
+                    floors.append(
+                        edge - clause.before * MICROS
+                        if edge is not None
+                        else int(np.iinfo(np.int64).min)
+                    )
+            cell = pc.binary_join_element_wise(
+                self.companions.column("rule_id"),
+                pc.cast(self.companions.column("clause"), pa.string()),
+                "/",
+            )
+            index = pc.index_in(cell, value_set=pa.array(names, pa.string()))
+            table = np.array([*floors, np.iinfo(np.int64).min], dtype=np.int64)
+            floor = table[np.asarray(index.fill_null(len(names)).to_numpy(zero_copy_only=False))]
             ts = np.asarray(self.companions.column("ts").to_numpy(), dtype=np.int64)
             self.companions = self.companions.filter(pa.array(ts >= floor))
         excess = self.companions.num_rows - self.context.limits.max_groups
@@ -405,6 +417,22 @@ class AbsenceKind(CountingKind):
                 for c in params.clauses
             )
         return out
+
+    def _ripe(self, marks: Mapping[str, int]) -> bool:
+        """Whether some rule's oldest pending events are half a ``settle_seconds`` ripe.
+
+        Settling then, besides when the tables doubled, keeps pending events within about
+        ``after`` plus one and a half ``settle_seconds`` of their streams, at a cost of
+        one pass over the state per half ``settle_seconds`` of event time.
+        """
+        if not self._oldest:
+            return False
+        bounds = self._ripe_before(marks)
+        slack = self.context.limits.settle_seconds * MICROS // 2
+        return any(
+            rule_id in bounds and bounds[rule_id] >= oldest + slack
+            for rule_id, oldest in self._oldest.items()
+        )
 
     def _settle(self, marks: Mapping[str, int]) -> None:
         """Take the verdict of every pending event whose companions are all in.
@@ -666,6 +694,7 @@ class AbsenceKind(CountingKind):
             setattr(self, name, only_rules(table, rules))
         if self.judged.num_rows:
             self._serial = int(pc.max(self.judged.column("serial")).as_py()) + 1
+        self._oldest = self._oldest_pending()
 
 
 def _companion_rows(batch: Batch, rule: Rule, index: int, clause: Companion) -> pa.Table:

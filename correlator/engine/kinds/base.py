@@ -80,7 +80,7 @@ class Limits:
     max_timestamps: int = 2048  # connection times kept per beacon group (the latest)
     max_distinct: int = 4096  # distinct values counted per group (the smallest kept)
     max_steps: int = 64  # events kept per sequence key and step (the latest)
-    settle_seconds: int = 3600  # how long absence verdicts wait for companions past `after`
+    settle_seconds: int = 600  # how long absence verdicts wait for companions past `after`
     max_pending: int = 1_000_000  # absence events waiting for a verdict, per kind
 
 

@@ -213,10 +213,11 @@ def _traffic(hours: int) -> dict[str, pa.Table]:
 def _replay(engine: RuleEngine, streams: dict[str, pa.Table], minutes: int = 10) -> pa.Table:
     """Feed ``_traffic`` ten minutes at a time, lookups then connections, as a sensor's
     rotated logs come; then finish."""
-    found = []
-    for start in range(0, streams["zeek.dns"].num_rows, minutes):
-        for stream in ("zeek.dns", "zeek.connection"):
-            found.append(engine.observe(stream, streams[stream].slice(start, minutes)))
+    found = [
+        engine.observe(stream, streams[stream].slice(start, minutes))
+        for start in range(0, streams["zeek.dns"].num_rows, minutes)
+        for stream in ("zeek.dns", "zeek.connection")
+    ]
     found.append(engine.finish())
     return pa.concat_tables(found)
 
@@ -232,7 +233,7 @@ def test_settled_verdicts_keep_state_flat_and_change_no_finding(
     monkeypatch.setattr(absence, "COMPACT_AT", 64)
     sizes = {}
     for hours in (4, 12):
-        engine = engine_for([unresolved])
+        engine = engine_for([unresolved], limits=Limits(settle_seconds=3600))
         found = canonical(_replay(engine, _traffic(hours)))
         # verdicts never wait for a companion beyond the end of the input instead
         waiting = engine_for([unresolved], limits=Limits(settle_seconds=10**9))
@@ -311,7 +312,7 @@ def test_an_event_too_far_behind_its_stream_is_dropped(tmp_path: Path) -> None:
     unresolved = rule(tmp_path, "absence", UNRESOLVED, extra=MESSAGE)
     lookups = events([_lookup(t, "192.0.2.1") for t in (0, 5000, 6000, 9000)], "zeek.dns")
     for start, expected in ((9000 - 3000, 1), (9000 - 4000, 0)):
-        engine = engine_for([unresolved])
+        engine = engine_for([unresolved], limits=Limits(settle_seconds=3600))
         engine.observe("zeek.dns", lookups)
         engine.observe("zeek.connection", events([{"t": 9000, "id": "now"}]))
         # three connections 50 (or 67) minutes behind the newest: within settle_seconds
