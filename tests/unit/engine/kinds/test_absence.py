@@ -224,7 +224,8 @@ def _replay(engine: RuleEngine, streams: dict[str, pa.Table], minutes: int = 10)
 
 
 def _pending(kind: absence.AbsenceKind) -> int:
-    return kind.judged.num_rows - int(pc.sum(kind.judged.column("settled")).as_py() or 0)
+    settled: int = pc.sum(kind.judged.column("settled")).as_py() or 0
+    return int(kind.judged.num_rows) - settled
 
 
 def test_settled_verdicts_keep_state_flat_and_change_no_finding(
