@@ -58,10 +58,10 @@ _JUDGED: Final = pa.schema(
         pa.field("id", pa.string()),
         pa.field("value", pa.string()),
         pa.field("serial", pa.int64()),
-        # verdict taken and counted: no keys left, never changes again
-        pa.field("settled", pa.bool_()),
     ]
 )
+#: Judged events whose verdict is taken and counts: no keys, never changing again.
+_SETTLED: Final = pa.schema([_JUDGED.field(n) for n in ("rule_id", "gid", "ts", "id", "value")])
 #: The join keys of pending judged events, one row per clause and key (lists give several).
 _KEYS: Final = pa.schema(
     [
@@ -154,7 +154,9 @@ class AbsenceKind(CountingKind):
 
     def __init__(self, rules: Sequence[Rule], context: Context) -> None:
         super().__init__(rules, context)
-        self.judged = _JUDGED.empty_table()
+        self.judged = _JUDGED.empty_table()  # waiting for their verdict
+        self.settled = _SETTLED.empty_table()
+        self._settled_capped = 0  # settled rows after the last cap
         self.keys = _KEYS.empty_table()
         self.companions = _COMPANIONS.empty_table()
         # the counted events of the groups being emitted (set by ``_emit`` for its helpers)
@@ -193,9 +195,7 @@ class AbsenceKind(CountingKind):
                 if found.num_rows:
                     serial = np.arange(self._serial, self._serial + found.num_rows, dtype=np.int64)
                     self._serial += found.num_rows
-                    found = found.append_column("serial", pa.array(serial)).append_column(
-                        "settled", pa.repeat(pa.scalar(value=False), found.num_rows)
-                    )
+                    found = found.append_column("serial", pa.array(serial))
                     judged.append(found.select(_JUDGED.names))
                     first = int(pc.min(found.column("ts")).as_py())
                     self._oldest[rule.id] = min(self._oldest.get(rule.id, first), first)
@@ -380,7 +380,7 @@ class AbsenceKind(CountingKind):
 
     def _oldest_pending(self) -> dict[str, int]:
         """Per rule, the time of its oldest judged event still without a verdict."""
-        pending = self.judged.filter(pc.invert(self.judged.column("settled")))
+        pending = self.judged
         if not pending.num_rows:
             return {}
         oldest = pending.group_by("rule_id", use_threads=False).aggregate([("ts", "min")])
@@ -437,44 +437,38 @@ class AbsenceKind(CountingKind):
     def _settle(self, marks: Mapping[str, int]) -> None:
         """Take the verdict of every pending event whose companions are all in.
 
-        One that counts stays, settled, without its keys; one that does not is dropped,
-        and so is a group left empty that was never emitted.
+        One that counts moves to ``settled``, without its keys; one that does not is
+        dropped, and so is a group left empty that was never emitted.
         """
-        pending = np.asarray(
-            pc.invert(self.judged.column("settled")).to_numpy(zero_copy_only=False), dtype=bool
-        )
         ripe_before = self._ripe_before(marks)
-        if not pending.any() or not ripe_before:
+        if not self.judged.num_rows or not ripe_before:
             return
         ids = pa.array(list(ripe_before), pa.string())
         bound = np.array([*ripe_before.values(), np.iinfo(np.int64).min], dtype=np.int64)
         index = pc.index_in(self.judged.column("rule_id"), value_set=ids)
         limit = bound[np.asarray(index.fill_null(len(ids)).to_numpy(zero_copy_only=False))]
         ts = np.asarray(self.judged.column("ts").to_numpy(), dtype=np.int64)
-        ripe = pending & (ts <= limit)
+        ripe = ts <= limit
         if not ripe.any():
             return
         rows = self.judged.filter(pa.array(ripe))
-        counts = np.zeros(len(ripe), dtype=bool)
-        counts[ripe] = self._verdicts(rows)
-        keep = ~ripe | counts
-        gone = rows.column("gid").filter(pa.array(~counts[ripe])).combine_chunks()
-        settled = pa.array(~pending | ripe)
-        judged = self.judged.set_column(
-            self.judged.schema.get_field_index("settled"), "settled", settled
-        )
-        self.judged = judged.filter(pa.array(keep))
+        counts = self._verdicts(rows)
+        self.judged = self.judged.filter(pa.array(~ripe))
         done = rows.column("serial").combine_chunks()
         self.keys = self.keys.filter(
             pc.invert(pc.is_in(self.keys.column("serial"), value_set=done))
         )
-        self._forget_empty(gone)
+        if counts.any():
+            counted = rows.filter(pa.array(counts)).select(_SETTLED.names)
+            self.settled = pa.concat_tables([self.settled, counted])
+            if self.settled.num_rows >= max(2 * self._settled_capped, COMPACT_AT):
+                self.settled = self._capped(self.settled)
+                self._settled_capped = self.settled.num_rows
+        self._forget_empty(rows.column("gid").filter(pa.array(~counts)).combine_chunks())
 
     def _bound_pending(self) -> None:
         """Drop the oldest pending events beyond ``max_pending`` (a companion stream lags)."""
-        settled = self.judged.column("settled")
-        pending = self.judged.num_rows - int(pc.sum(settled).as_py() or 0)
-        excess = pending - self.context.limits.max_pending
+        excess = self.judged.num_rows - self.context.limits.max_pending
         if excess <= 0:
             return
         if not self._warned_pending:
@@ -487,10 +481,8 @@ class AbsenceKind(CountingKind):
             self._warned_pending = True
         self.unjudged += excess
         ts = np.asarray(self.judged.column("ts").to_numpy(), dtype=np.int64)
-        waiting = ~np.asarray(settled.to_numpy(zero_copy_only=False), dtype=bool)
-        order = np.flatnonzero(waiting)[np.argsort(ts[waiting], kind="stable")]
         drop = np.zeros(self.judged.num_rows, dtype=bool)
-        drop[order[:excess]] = True
+        drop[np.argsort(ts, kind="stable")[:excess]] = True
         gone = self.judged.column("gid").filter(pa.array(drop)).combine_chunks()
         self.judged = self.judged.filter(pa.array(~drop))
         self._forget_empty(gone)
@@ -500,7 +492,10 @@ class AbsenceKind(CountingKind):
         if not len(gids):
             return
         candidates = pc.unique(gids)
-        held = pc.is_in(candidates, value_set=self.judged.column("gid").combine_chunks())
+        held = pc.or_(
+            pc.is_in(candidates, value_set=self.judged.column("gid").combine_chunks()),
+            pc.is_in(candidates, value_set=self.settled.column("gid").combine_chunks()),
+        )
         candidates = candidates.filter(pc.invert(held))
         groups = self.state.groups
         emitted = groups.filter(
@@ -515,6 +510,10 @@ class AbsenceKind(CountingKind):
     def forget(self, gids: pa.Array) -> None:
         """Drop closed groups with their judged events and keys."""
         super().forget(gids)
+        if self.settled.num_rows:
+            self.settled = self.settled.filter(
+                pc.invert(pc.is_in(self.settled.column("gid"), value_set=gids))
+            )
         if not self.judged.num_rows:
             return
         gone = pc.is_in(self.judged.column("gid"), value_set=gids)
@@ -563,15 +562,12 @@ class AbsenceKind(CountingKind):
 
         Sorted by group, time and id.
         """
-        judged = self._capped(
-            self.judged.filter(pc.is_in(self.judged.column("gid"), value_set=gids)), ordered=True
-        )
-        if not judged.num_rows:
-            return judged
-        ok = np.asarray(judged.column("settled").to_numpy(zero_copy_only=False), dtype=bool)
-        if not ok.all():
-            ok[~ok] = self._verdicts(judged.filter(pa.array(~ok)))
-        return judged.filter(pa.array(ok))  # _capped sorted it
+        pending = self.judged.filter(pc.is_in(self.judged.column("gid"), value_set=gids))
+        if pending.num_rows:
+            pending = pending.filter(pa.array(self._verdicts(pending)))
+        settled = self.settled.filter(pc.is_in(self.settled.column("gid"), value_set=gids))
+        both = pa.concat_tables([settled, pending.select(_SETTLED.names)])
+        return self._capped(both, ordered=True)
 
     def _verdicts(self, judged: pa.Table) -> npt.NDArray[np.bool_]:
         """For pending judged events, whether each counts: no ``unless``, every ``requires``."""
@@ -672,6 +668,7 @@ class AbsenceKind(CountingKind):
         return {
             **super().snapshot(),
             "absence.judged": self.judged,
+            "absence.settled": self.settled,
             "absence.keys": self.keys,
             "absence.companions": self.companions,
         }
@@ -682,16 +679,12 @@ class AbsenceKind(CountingKind):
         rules = list(self.rules)
         for name, schema in (
             ("judged", _JUDGED),
+            ("settled", _SETTLED),
             ("keys", _KEYS),
             ("companions", _COMPANIONS),
         ):
             table = tables.get(f"absence.{name}", schema.empty_table())
-            if name == "judged" and "settled" not in table.schema.names:  # before settling
-                table = table.append_column(
-                    "settled", pa.repeat(pa.scalar(value=False), table.num_rows)
-                )
-            table = table.select(schema.names).cast(schema)
-            setattr(self, name, only_rules(table, rules))
+            setattr(self, name, only_rules(table.select(schema.names).cast(schema), rules))
         if self.judged.num_rows:
             self._serial = int(pc.max(self.judged.column("serial")).as_py()) + 1
         self._oldest = self._oldest_pending()
