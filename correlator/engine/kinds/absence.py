@@ -65,7 +65,6 @@ _SETTLED: Final = pa.schema([_JUDGED.field(n) for n in ("rule_id", "gid", "ts", 
 #: The join keys of pending judged events, one row per clause and key (lists give several).
 _KEYS: Final = pa.schema(
     [
-        pa.field("rule_id", pa.string()),
         pa.field("serial", pa.int64()),
         pa.field("clause", pa.int32()),
         pa.field("key", pa.string()),
@@ -199,7 +198,7 @@ class AbsenceKind(CountingKind):
                     judged.append(found.select(_JUDGED.names))
                     first = int(pc.min(found.column("ts")).as_py())
                     self._oldest[rule.id] = min(self._oldest.get(rule.id, first), first)
-                    keys.extend(self._judged_keys(batch, rule, params, found))
+                    keys.extend(self._judged_keys(batch, params, found))
             for index, clause in enumerate(params.clauses):
                 if clause.stream == batch.stream:
                     part = _companion_rows(batch, rule, index, clause)
@@ -263,9 +262,7 @@ class AbsenceKind(CountingKind):
         self.state.add(found.drop_columns(["value", "row"]))
         return found
 
-    def _judged_keys(
-        self, batch: Batch, rule: Rule, params: AbsenceParams, found: pa.Table
-    ) -> list[pa.Table]:
+    def _judged_keys(self, batch: Batch, params: AbsenceParams, found: pa.Table) -> list[pa.Table]:
         rows = np.asarray(found.column("row").to_numpy(), dtype=np.int64)
         out = []
         for index, clause in enumerate(params.clauses):
@@ -275,7 +272,6 @@ class AbsenceKind(CountingKind):
             out.append(
                 pa.table(
                     {
-                        "rule_id": pa.repeat(pa.scalar(rule.id), n),
                         "serial": found.column("serial").take(take),
                         "clause": pa.repeat(pa.scalar(index, pa.int32()), n),
                         "key": pairs.key,
@@ -577,17 +573,14 @@ class AbsenceKind(CountingKind):
         for rule_id in pc.unique(judged.column("rule_id")).to_pylist():
             params = self.rules[rule_id].params
             assert isinstance(params, AbsenceParams)  # noqa: S101
-            of_rule = np.asarray(
-                pc.equal(judged.column("rule_id"), rule_id).to_numpy(zero_copy_only=False),
-                dtype=bool,
+            rule_mask = pc.equal(judged.column("rule_id"), rule_id)
+            of_rule = np.asarray(rule_mask.to_numpy(zero_copy_only=False), dtype=bool)
+            # keys carry no rule: a key is the rule's if its event is
+            own = pc.is_in(
+                keys.column("serial"), value_set=serials.filter(rule_mask.combine_chunks())
             )
             for index, clause in enumerate(params.clauses):
-                mine = keys.filter(
-                    pc.and_(
-                        pc.equal(keys.column("rule_id"), rule_id),
-                        pc.equal(keys.column("clause"), index),
-                    )
-                )
+                mine = keys.filter(pc.and_(own, pc.equal(keys.column("clause"), index)))
                 near = self.companions.filter(
                     pc.and_(
                         pc.equal(self.companions.column("rule_id"), rule_id),
@@ -684,7 +677,15 @@ class AbsenceKind(CountingKind):
             ("companions", _COMPANIONS),
         ):
             table = tables.get(f"absence.{name}", schema.empty_table())
-            setattr(self, name, only_rules(table.select(schema.names).cast(schema), rules))
+            table = table.select(schema.names).cast(schema)
+            setattr(self, name, table if name == "keys" else only_rules(table, rules))
+        # keys carry no rule: those of events dropped above go with them
+        self.keys = self.keys.filter(
+            pc.is_in(
+                self.keys.column("serial"),
+                value_set=self.judged.column("serial").combine_chunks(),
+            )
+        )
         if self.judged.num_rows:
             self._serial = int(pc.max(self.judged.column("serial")).as_py()) + 1
         self._oldest = self._oldest_pending()
