@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import struct
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -70,6 +71,9 @@ class RuleEngine:
             for stream in kind.streams:
                 self._by_stream.setdefault(stream, []).append(kind)
         self._meta = _RuleColumns(list(self.rules.values()))
+        # the last snapshot's IPC bytes of each table, with a weak reference to the
+        # (immutable) table they encode: a table still alive and the same is unchanged
+        self._encoded: dict[str, tuple[weakref.ref[pa.Table], bytes]] = {}
 
     @classmethod
     def select(
@@ -132,13 +136,20 @@ class RuleEngine:
         options = pa.ipc.IpcWriteOptions(
             compression="zstd" if pa.Codec.is_available("zstd") else None
         )
+        encoded: dict[str, tuple[weakref.ref[pa.Table], bytes]] = {}
         for name, table in tables.items():
-            sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-                writer.write_table(table)
-            data = sink.getvalue().to_pybytes()
+            cached = self._encoded.get(name)
+            if cached is not None and cached[0]() is table:  # unchanged since: a file's run
+                data = cached[1]  # of another stream leaves most tables alone
+            else:
+                sink = pa.BufferOutputStream()
+                with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+                    writer.write_table(table)
+                data = sink.getvalue().to_pybytes()
+            encoded[name] = (weakref.ref(table), data)
             header["tables"].append({"name": name, "size": len(data)})  # type: ignore[attr-defined]
             body.write(data)
+        self._encoded = encoded
         head = json.dumps(header, sort_keys=True).encode()
         return _MAGIC + struct.pack(">I", len(head)) + head + body.getvalue()
 

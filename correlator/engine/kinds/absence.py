@@ -415,20 +415,29 @@ class AbsenceKind(CountingKind):
         return out
 
     def _ripe(self, marks: Mapping[str, int]) -> bool:
-        """Whether some rule's oldest pending events are half a ``settle_seconds`` ripe.
+        """Whether half the waiting events (and at least ``COMPACT_AT``) can be settled.
 
-        Settling then, besides when the tables doubled, keeps pending events within about
-        ``after`` plus one and a half ``settle_seconds`` of their streams, at a cost of
-        one pass over the state per half ``settle_seconds`` of event time.
+        Settling then, besides when the tables doubled, keeps the waiting events within
+        about twice what ``after`` and ``settle_seconds`` need, at one pass over the state
+        per halving: a constant cost per event. Counting is one comparison per event.
         """
-        if not self._oldest:
+        if self.judged.num_rows < COMPACT_AT or not any(
+            self._ripe_before(marks).get(r, np.iinfo(np.int64).min) >= t
+            for r, t in self._oldest.items()
+        ):
             return False
-        bounds = self._ripe_before(marks)
-        slack = self.context.limits.settle_seconds * MICROS // 2
-        return any(
-            rule_id in bounds and bounds[rule_id] >= oldest + slack
-            for rule_id, oldest in self._oldest.items()
-        )
+        return int(self._ripe_mask(marks).sum()) * 2 >= int(self.judged.num_rows)
+
+    def _ripe_mask(self, marks: Mapping[str, int]) -> npt.NDArray[np.bool_]:
+        """Which waiting events every clause's stream has moved far enough past."""
+        ripe_before = self._ripe_before(marks)
+        ids = pa.array(list(ripe_before), pa.string())
+        bound = np.array([*ripe_before.values(), np.iinfo(np.int64).min], dtype=np.int64)
+        index = pc.index_in(self.judged.column("rule_id"), value_set=ids)
+        limit = bound[np.asarray(index.fill_null(len(ids)).to_numpy(zero_copy_only=False))]
+        ts = np.asarray(self.judged.column("ts").to_numpy(), dtype=np.int64)
+        ripe: npt.NDArray[np.bool_] = ts <= limit
+        return ripe
 
     def _settle(self, marks: Mapping[str, int]) -> None:
         """Take the verdict of every pending event whose companions are all in.
@@ -436,15 +445,9 @@ class AbsenceKind(CountingKind):
         One that counts moves to ``settled``, without its keys; one that does not is
         dropped, and so is a group left empty that was never emitted.
         """
-        ripe_before = self._ripe_before(marks)
-        if not self.judged.num_rows or not ripe_before:
+        if not self.judged.num_rows:
             return
-        ids = pa.array(list(ripe_before), pa.string())
-        bound = np.array([*ripe_before.values(), np.iinfo(np.int64).min], dtype=np.int64)
-        index = pc.index_in(self.judged.column("rule_id"), value_set=ids)
-        limit = bound[np.asarray(index.fill_null(len(ids)).to_numpy(zero_copy_only=False))]
-        ts = np.asarray(self.judged.column("ts").to_numpy(), dtype=np.int64)
-        ripe = ts <= limit
+        ripe = self._ripe_mask(marks)
         if not ripe.any():
             return
         rows = self.judged.filter(pa.array(ripe))
@@ -488,11 +491,15 @@ class AbsenceKind(CountingKind):
         if not len(gids):
             return
         candidates = pc.unique(gids)
-        held = pc.or_(
-            pc.is_in(candidates, value_set=self.judged.column("gid").combine_chunks()),
-            pc.is_in(candidates, value_set=self.settled.column("gid").combine_chunks()),
+        # hash the few candidates, not the whole state
+        held = [
+            table.column("gid").filter(pc.is_in(table.column("gid"), value_set=candidates))
+            for table in (self.judged, self.settled)
+        ]
+        kept = pa.chunked_array([c for h in held for c in h.chunks], pa.string())
+        candidates = candidates.filter(
+            pc.invert(pc.is_in(candidates, value_set=kept.combine_chunks()))
         )
-        candidates = candidates.filter(pc.invert(held))
         groups = self.state.groups
         emitted = groups.filter(
             pc.and_(pc.is_in(groups.column("gid"), value_set=candidates), groups.column("emitted"))

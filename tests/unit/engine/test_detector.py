@@ -72,3 +72,21 @@ def test_an_engine_without_rules_reads_nothing() -> None:
     assert engine.streams == frozenset()
     assert engine.observe("zeek.connection", pa.table({"x": [1]})).num_rows == 0
     assert engine.snapshot().startswith(b"FURUI-RULE-STATE")
+
+
+def test_a_snapshot_reencodes_only_the_tables_that_changed(tmp_path: Path) -> None:
+    scan = rule(tmp_path, "threshold", SCAN)
+    lookups = rule(tmp_path, "threshold", SCAN, stream="zeek.dns")
+    engine = engine_for([scan, lookups])
+    engine.observe("zeek.connection", events([{"t": i, "destination.port": i} for i in range(3)]))
+    engine.observe(
+        "zeek.dns", events([{"t": i, "destination.port": i} for i in range(3)], "zeek.dns")
+    )
+    first = engine.snapshot()
+    assert engine.snapshot() == first  # nothing changed: the same bytes, all from the cache
+    # a run of one stream changes the tables of the rules reading it, not the others'
+    engine.observe("zeek.connection", events([{"t": 9, "destination.port": 9, "id": "late"}]))
+    cached = engine.snapshot()
+    assert cached != first
+    engine._encoded.clear()  # every table encoded afresh
+    assert engine.snapshot() == cached
