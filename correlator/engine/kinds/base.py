@@ -81,7 +81,7 @@ class Limits:
     max_distinct: int = 4096  # distinct values counted per group (the smallest kept)
     max_steps: int = 64  # events kept per sequence key and step (the latest)
     settle_seconds: int = 600  # how long absence verdicts wait for companions past `after`
-    max_pending: int = 1_000_000  # absence events waiting for a verdict, per kind
+    max_pending: int = 250_000  # absence events waiting for a verdict, per kind
 
 
 @dataclass(frozen=True, slots=True)
