@@ -13,9 +13,9 @@ connected to" need, which ordered ``sequence`` steps cannot say: the absence of 
 The verdict on a judged event depends on events that may arrive later (another stream,
 another file), so it waits: it is *settled* once every clause's stream has moved
 ``settle_seconds`` past the event's ``after`` (a clause whose stream stays silent for
-``lateness_seconds`` is judged on what was seen). A settled event that counts is kept
-(at most ``max_distinct`` per group) without its keys; one that does not is dropped, and a
-group left with no events is forgotten. Groups are emitted when their window closes (or at
+``lateness_seconds`` is judged on what was seen). A settled event that counts moves to
+the ``settled`` table (at most ``max_distinct`` per group), without its keys; one that
+does not is dropped, and a group left with no events is forgotten. Groups are emitted when their window closes (or at
 ``finish``) from their settled and still pending events; a companion arriving before a
 verdict settles marks the groups it can change dirty, and a finding that no longer holds
 is retracted. A judged event more than ``settle_seconds`` behind its stream's newest is
@@ -23,7 +23,8 @@ dropped (counted): its companions may be gone. Companions are thinned to the ear
 latest per key and window-wide time bucket, and kept only as far back as a pending event
 can look. So state holds ``settle_seconds`` (plus the clauses' ``after``) of judged events,
 not a day of them; ``max_pending`` bounds it when a companion stream lags far behind.
-Tables are compacted when they have doubled, so the cost per event stays constant.
+Tables are compacted when they have doubled, and verdicts settled when half the waiting
+events can be, so the cost per event stays constant.
 """
 
 from __future__ import annotations
@@ -421,10 +422,10 @@ class AbsenceKind(CountingKind):
         about twice what ``after`` and ``settle_seconds`` need, at one pass over the state
         per halving: a constant cost per event. Counting is one comparison per event.
         """
-        if self.judged.num_rows < COMPACT_AT or not any(
-            self._ripe_before(marks).get(r, np.iinfo(np.int64).min) >= t
-            for r, t in self._oldest.items()
-        ):
+        if self.judged.num_rows < COMPACT_AT:
+            return False
+        bounds = self._ripe_before(marks)
+        if not any(bounds.get(r, np.iinfo(np.int64).min) >= t for r, t in self._oldest.items()):
             return False
         return int(self._ripe_mask(marks).sum()) * 2 >= int(self.judged.num_rows)
 
