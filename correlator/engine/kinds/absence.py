@@ -13,39 +13,39 @@ connected to" need, which ordered ``sequence`` steps cannot say: the absence of 
 The verdict on a judged event depends on events that may arrive later (another stream,
 another file), so it waits: it is *settled* once every clause's stream has moved
 ``settle_seconds`` past the event's ``after`` (a clause whose stream stays silent for
-``lateness_seconds`` is judged on what was seen). A settled event that counts moves to
-the ``settled`` table (at most ``max_distinct`` per group), without its keys; one that
-does not is dropped, and a group left with no events is forgotten. Groups are emitted when their window closes (or at
-``finish``) from their settled and still pending events; a companion arriving before a
-verdict settles marks the groups it can change dirty, and a finding that no longer holds
-is retracted. A judged event more than ``settle_seconds`` behind its stream's newest is
-dropped (counted): its companions may be gone. Companions are thinned to the earliest and
-latest per key and window-wide time bucket, and kept only as far back as a pending event
-can look. So state holds ``settle_seconds`` (plus the clauses' ``after``) of judged events,
-not a day of them; ``max_pending`` bounds it when a companion stream lags far behind.
-Tables are compacted when they have doubled, and verdicts settled when half the waiting
-events can be, so the cost per event stays constant.
+``lateness_seconds`` is judged on what was seen). A settled event that counts moves to the
+``settled`` table (at most ``max_distinct`` per group), without its keys; one that does not
+is dropped, and a group left with no events is forgotten. Groups are emitted when their
+window closes (or at ``finish``) from their settled and still pending events; a companion
+arriving before a verdict settles marks the groups it can change dirty, and a finding that
+no longer holds is retracted. A judged event more than ``settle_seconds`` behind its
+stream's newest is dropped (counted): its companions may be gone. Companions are thinned to
+the earliest and latest per key and window-wide time bucket, and kept only as far back as a
+pending event can look. So state holds ``settle_seconds`` (plus the clauses' ``after``) of
+judged events, not a day of them; ``max_pending`` bounds it when a companion stream lags
+far behind. Tables are compacted when they have doubled, and verdicts settled when half the
+waiting events can be, so the cost per event stays constant.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Final, Self
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from correlator.engine.batch import Batch
-from correlator.engine.kinds.base import Context, GroupedParams, hits, only_rules
-from correlator.engine.kinds.companions import has_companion, key_rows, thin
+from correlator.engine.kinds.absence_params import AbsenceParams, Companion
+from correlator.engine.kinds.base import Context, hits, only_rules
+from correlator.engine.kinds.companions import COMPANIONS, companion_rows, key_rows, thin
+from correlator.engine.kinds.settling import ripe_before, ripe_mask, verdicts
 from correlator.engine.kinds.threshold import CountingKind, ThresholdKind
 from correlator.engine.rule import Rule
-from correlator.engine.spec import Predicate, predicate_fields
-from correlator.engine.window import MICROS, Duration, group_starts, rank_in_group
+from correlator.engine.window import MICROS, group_starts, rank_in_group
 
 logger = logging.getLogger(__name__)
 
@@ -72,76 +72,10 @@ _KEYS: Final = pa.schema(
         pa.field("ts", pa.int64()),
     ]
 )
-#: Companions: their clause, key and time; per key and time bucket only the earliest and
-#: the latest (``companions.thin``).
-_COMPANIONS: Final = pa.schema(
-    [
-        pa.field("rule_id", pa.string()),
-        pa.field("clause", pa.int32()),
-        pa.field("key", pa.string()),
-        pa.field("bucket", pa.int64()),
-        pa.field("ts", pa.int64()),
-    ]
-)
 
 
 #: Rows the tables may hold before the first compaction.
 COMPACT_AT: Final = 16_384
-
-
-class Companion(BaseModel):
-    """One clause: which events of which stream, joined on which fields, how near in time."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    stream: str
-    where: tuple[Predicate, ...] = ()
-    # fields of the judged event …
-    on: tuple[str, ...] = Field(min_length=1)
-    # … equal, position by position, to these fields of the companion
-    by: tuple[str, ...] = Field(min_length=1)
-    # how long before and after the judged event a companion may be
-    before: Duration = 0
-    after: Duration = 0
-
-    @model_validator(mode="after")
-    def _same_width(self) -> Self:
-        if len(self.on) != len(self.by):
-            raise ValueError("`on` and `by` need the same number of fields")
-        return self
-
-
-class AbsenceParams(GroupedParams):
-    """Params of ``absence``."""
-
-    # the stream of the judged events (``where`` selects them)
-    stream: str
-    window: Duration
-    min_count: int = Field(default=1, ge=1)
-    distinct_field: str | None = None
-    min_distinct: int | None = Field(default=None, ge=2)
-    # a judged event counts only if none of these has a companion …
-    unless: tuple[Companion, ...] = Field(min_length=1)
-    # … and each of these has one (for example: the sensor sees this host's lookups)
-    requires: tuple[Companion, ...] = ()
-
-    @model_validator(mode="after")
-    def _distinct_pair(self) -> Self:
-        if (self.distinct_field is None) != (self.min_distinct is None):
-            raise ValueError("distinct_field and min_distinct go together")
-        return self
-
-    @property
-    def clauses(self) -> tuple[Companion, ...]:
-        """``unless`` clauses, then ``requires`` clauses (a clause's number is its index)."""
-        return (*self.unless, *self.requires)
-
-    def fields(self) -> list[str]:
-        """Every event field the params read."""
-        out = [*super().fields(), *([self.distinct_field] if self.distinct_field else [])]
-        for clause in self.clauses:
-            out.extend([*predicate_fields(clause.where), *clause.on, *clause.by])
-        return out
 
 
 class AbsenceKind(CountingKind):
@@ -158,7 +92,7 @@ class AbsenceKind(CountingKind):
         self.settled = _SETTLED.empty_table()
         self._settled_capped = 0  # settled rows after the last cap
         self.keys = _KEYS.empty_table()
-        self.companions = _COMPANIONS.empty_table()
+        self.companions = COMPANIONS.empty_table()
         # the counted events of the groups being emitted (set by ``_emit`` for its helpers)
         self._current: pa.Table | None = None
         self._warned = False
@@ -202,7 +136,7 @@ class AbsenceKind(CountingKind):
                     keys.extend(self._judged_keys(batch, params, found))
             for index, clause in enumerate(params.clauses):
                 if clause.stream == batch.stream:
-                    part = _companion_rows(batch, rule, index, clause)
+                    part = companion_rows(batch, rule, index, clause)
                     if part.num_rows:
                         companions.append(part)
                         self._touch(rule, clause, part.column("ts"))
@@ -389,31 +323,19 @@ class AbsenceKind(CountingKind):
             )
         )
 
-    def _ripe_before(self, marks: Mapping[str, int]) -> dict[str, int]:
-        """Per rule, the time up to which every clause's stream has moved far enough on.
+    def _bounds(self, marks: Mapping[str, int]) -> dict[str, int]:
+        """Per rule, up to when waiting events can be settled (``settling.ripe_before``)."""
+        limits = self.context.limits
+        return ripe_before(
+            self.rules.values(),
+            marks,
+            settle_us=limits.settle_seconds * MICROS,
+            lateness_us=limits.lateness_seconds * MICROS,
+        )
 
-        A clause's stream has, for an event at ``t``, once its newest event is past
-        ``t + after + settle_seconds``, or once the judged stream itself is
-        ``lateness_seconds`` past ``t`` (a companion stream that is silent or far behind
-        must not hold verdicts, and state, without end).
-        """
-        settle = self.context.limits.settle_seconds * MICROS
-        lateness = self.context.limits.lateness_seconds * MICROS
-        out: dict[str, int] = {}
-        for rule in self.rules.values():
-            params = rule.params
-            assert isinstance(params, AbsenceParams)  # noqa: S101
-            own = marks.get(params.stream)
-            if own is None:
-                continue
-            silent = own - lateness  # a companion stream this far behind is not waited for
-            out[rule.id] = min(
-                max(silent, marks[c.stream] - c.after * MICROS - settle)
-                if c.stream in marks
-                else silent
-                for c in params.clauses
-            )
-        return out
+    def _verdicts(self, judged: pa.Table) -> npt.NDArray[np.bool_]:
+        """Whether each waiting event counts (``settling.verdicts``)."""
+        return verdicts(judged, self.keys, self.companions, self.rules)
 
     def _ripe(self, marks: Mapping[str, int]) -> bool:
         """Whether half the waiting events (and at least ``COMPACT_AT``) can be settled.
@@ -424,21 +346,10 @@ class AbsenceKind(CountingKind):
         """
         if self.judged.num_rows < COMPACT_AT:
             return False
-        bounds = self._ripe_before(marks)
+        bounds = self._bounds(marks)
         if not any(bounds.get(r, np.iinfo(np.int64).min) >= t for r, t in self._oldest.items()):
             return False
-        return int(self._ripe_mask(marks).sum()) * 2 >= int(self.judged.num_rows)
-
-    def _ripe_mask(self, marks: Mapping[str, int]) -> npt.NDArray[np.bool_]:
-        """Which waiting events every clause's stream has moved far enough past."""
-        ripe_before = self._ripe_before(marks)
-        ids = pa.array(list(ripe_before), pa.string())
-        bound = np.array([*ripe_before.values(), np.iinfo(np.int64).min], dtype=np.int64)
-        index = pc.index_in(self.judged.column("rule_id"), value_set=ids)
-        limit = bound[np.asarray(index.fill_null(len(ids)).to_numpy(zero_copy_only=False))]
-        ts = np.asarray(self.judged.column("ts").to_numpy(), dtype=np.int64)
-        ripe: npt.NDArray[np.bool_] = ts <= limit
-        return ripe
+        return int(ripe_mask(self.judged, bounds).sum()) * 2 >= int(self.judged.num_rows)
 
     def _settle(self, marks: Mapping[str, int]) -> None:
         """Take the verdict of every pending event whose companions are all in.
@@ -448,7 +359,7 @@ class AbsenceKind(CountingKind):
         """
         if not self.judged.num_rows:
             return
-        ripe = self._ripe_mask(marks)
+        ripe = ripe_mask(self.judged, self._bounds(marks))
         if not ripe.any():
             return
         rows = self.judged.filter(pa.array(ripe))
@@ -573,46 +484,6 @@ class AbsenceKind(CountingKind):
         both = pa.concat_tables([settled, pending.select(_SETTLED.names)])
         return self._capped(both, ordered=True)
 
-    def _verdicts(self, judged: pa.Table) -> npt.NDArray[np.bool_]:
-        """For pending judged events, whether each counts: no ``unless``, every ``requires``."""
-        serials = judged.column("serial").combine_chunks()
-        ok = np.ones(judged.num_rows, dtype=bool)
-        keys = self.keys.filter(pc.is_in(self.keys.column("serial"), value_set=serials))
-        for rule_id in pc.unique(judged.column("rule_id")).to_pylist():
-            params = self.rules[rule_id].params
-            assert isinstance(params, AbsenceParams)  # noqa: S101
-            rule_mask = pc.equal(judged.column("rule_id"), rule_id)
-            of_rule = np.asarray(rule_mask.to_numpy(zero_copy_only=False), dtype=bool)
-            # keys carry no rule: a key is the rule's if its event is
-            own = pc.is_in(
-                keys.column("serial"), value_set=serials.filter(rule_mask.combine_chunks())
-            )
-            for index, clause in enumerate(params.clauses):
-                mine = keys.filter(pc.and_(own, pc.equal(keys.column("clause"), index)))
-                near = self.companions.filter(
-                    pc.and_(
-                        pc.equal(self.companions.column("rule_id"), rule_id),
-                        pc.equal(self.companions.column("clause"), index),
-                    )
-                )
-                matched = has_companion(
-                    mine.column("key").combine_chunks(),
-                    np.asarray(mine.column("ts").to_numpy(), dtype=np.int64),
-                    near.column("key").combine_chunks(),
-                    np.asarray(near.column("ts").to_numpy(), dtype=np.int64),
-                    before_us=clause.before * MICROS,
-                    after_us=clause.after * MICROS,
-                )
-                found = mine.column("serial").combine_chunks().filter(pa.array(matched))
-                with_one = np.asarray(
-                    pc.is_in(serials, value_set=found).to_numpy(zero_copy_only=False), dtype=bool
-                )
-                if index < len(params.unless):
-                    ok &= ~(of_rule & with_one)
-                else:
-                    ok &= ~of_rule | with_one
-        return ok
-
     def judge(self, groups: pa.Table) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
         """Groups whose counted events reach ``min_count`` (and ``min_distinct``)."""
         counts = np.asarray(groups.column("count").to_numpy(zero_copy_only=False))
@@ -682,7 +553,7 @@ class AbsenceKind(CountingKind):
             ("judged", _JUDGED),
             ("settled", _SETTLED),
             ("keys", _KEYS),
-            ("companions", _COMPANIONS),
+            ("companions", COMPANIONS),
         ):
             table = tables.get(f"absence.{name}", schema.empty_table())
             table = table.select(schema.names).cast(schema)
@@ -697,22 +568,3 @@ class AbsenceKind(CountingKind):
         if self.judged.num_rows:
             self._serial = int(pc.max(self.judged.column("serial")).as_py()) + 1
         self._oldest = self._oldest_pending()
-
-
-def _companion_rows(batch: Batch, rule: Rule, index: int, clause: Companion) -> pa.Table:
-    rows = np.flatnonzero(batch.where(clause.where))
-    pairs = key_rows(batch, rows, clause.by)
-    n = len(pairs.owner)
-    ts = batch.ts[rows][pairs.owner]
-    # buckets as wide as the clause's whole time window: see companions.thin
-    width = max((clause.before + clause.after) * MICROS, 1)
-    return pa.table(
-        {
-            "rule_id": pa.repeat(pa.scalar(rule.id), n),
-            "clause": pa.repeat(pa.scalar(index, pa.int32()), n),
-            "key": pairs.key,
-            "bucket": pa.array(ts // width, pa.int64()),
-            "ts": pa.array(ts, pa.int64()),
-        },
-        schema=_COMPANIONS,
-    )

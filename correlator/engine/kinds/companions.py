@@ -1,15 +1,17 @@
 """Finding an event's companions: join keys of list-valued fields, time-window lookups.
 
-Used by the ``absence`` kind (``kinds/absence.py``): the keys of events (one per element of
-a list-valued field, such as the addresses of a DNS answer), whether another event with the
-same key lies within a time window around each of many events (one ``searchsorted``), and
-thinning a table of companions without changing any such answer.
+Used by the ``absence`` kind (``kinds/absence.py``): the companion rows of a batch, the
+keys of events (one per element of a list-valued field, such as the addresses of a DNS
+answer), whether another event with the same key lies within a time window around each of
+many events (one ``searchsorted``), and thinning a table of companions without changing any
+such answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +19,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from correlator.engine.batch import Batch
-from correlator.engine.window import join_key
+from correlator.engine.kinds.absence_params import Companion
+from correlator.engine.rule import Rule
+from correlator.engine.window import MICROS, join_key
+
+#: Companions: their rule, clause, key and time; per key and time bucket only the earliest
+#: and the latest are kept (``thin``).
+COMPANIONS: Final = pa.schema(
+    [
+        pa.field("rule_id", pa.string()),
+        pa.field("clause", pa.int32()),
+        pa.field("key", pa.string()),
+        pa.field("bucket", pa.int64()),
+        pa.field("ts", pa.int64()),
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +134,23 @@ def thin(companions: pa.Table) -> pa.Table:
     last = np.ones(len(order), dtype=bool)
     last[:-1] = first[1:]
     return companions.take(pa.array(np.sort(order[first | last])))
+
+
+def companion_rows(batch: Batch, rule: Rule, index: int, clause: Companion) -> pa.Table:
+    """The companions of clause ``index`` of ``rule`` in a batch, one row per key."""
+    rows = np.flatnonzero(batch.where(clause.where))
+    pairs = key_rows(batch, rows, clause.by)
+    n = len(pairs.owner)
+    ts = batch.ts[rows][pairs.owner]
+    # buckets as wide as the clause's whole time window: see thin
+    width = max((clause.before + clause.after) * MICROS, 1)
+    return pa.table(
+        {
+            "rule_id": pa.repeat(pa.scalar(rule.id), n),
+            "clause": pa.repeat(pa.scalar(index, pa.int32()), n),
+            "key": pairs.key,
+            "bucket": pa.array(ts // width, pa.int64()),
+            "ts": pa.array(ts, pa.int64()),
+        },
+        schema=COMPANIONS,
+    )
