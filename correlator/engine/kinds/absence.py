@@ -42,10 +42,10 @@ from correlator.engine.batch import Batch
 from correlator.engine.kinds.absence_params import AbsenceParams, Companion
 from correlator.engine.kinds.base import Context, hits, only_rules
 from correlator.engine.kinds.companions import COMPANIONS, companion_rows, key_rows, thin
-from correlator.engine.kinds.settling import ripe_before, ripe_mask, verdicts
+from correlator.engine.kinds.settling import earliest, ripe_before, ripe_mask, verdicts
 from correlator.engine.kinds.threshold import CountingKind, ThresholdKind
 from correlator.engine.rule import Rule
-from correlator.engine.window import MICROS, group_starts, rank_in_group
+from correlator.engine.window import MICROS
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ _KEYS: Final = pa.schema(
 
 #: Rows the tables may hold before the first compaction.
 COMPACT_AT: Final = 16_384
+#: Judged events held back from the group state before they are merged at the latest.
+MERGE_AT: Final = 65_536
 
 
 class AbsenceKind(CountingKind):
@@ -102,6 +104,8 @@ class AbsenceKind(CountingKind):
         self._serial = 0  # the next judged event's serial number
         # per rule, the time of its oldest pending event (or earlier: then a settle is early)
         self._oldest: dict[str, int] = {}
+        # judged events not yet merged into the group state (``_merge``)
+        self._unmerged: list[pa.Table] = []
 
     @classmethod
     def streams_of(cls, rule: Rule) -> frozenset[str]:
@@ -145,6 +149,36 @@ class AbsenceKind(CountingKind):
         if companions:
             self.companions = pa.concat_tables([self.companions, *companions])
         self._compact(marks)
+        held = sum(t.num_rows for t in self._unmerged)
+        if held >= MERGE_AT or (held and self._may_close(marks)):
+            self._merge()
+
+    def _merge(self) -> None:
+        """Fold the judged events held back into the group state, in one merge.
+
+        A merge costs a pass over the state's groups whatever the batch, so judged events
+        are merged when the tables are compacted or ``MERGE_AT`` of them are held, not per
+        batch; sooner where the state is read: before a window of theirs may close, at
+        ``finish`` and snapshots.
+        """
+        if self._unmerged:
+            self.state.add(pa.concat_tables(self._unmerged))
+            self._unmerged = []
+
+    def _may_close(self, marks: Mapping[str, int]) -> bool:
+        """Whether a window of a held-back event could close on these watermarks."""
+        lateness = self.context.limits.lateness_seconds * MICROS
+        newest = max(marks.values(), default=np.iinfo(np.int64).min)
+        return any(
+            int(pc.min(t.column("window_end")).as_py()) + lateness <= newest
+            for t in self._unmerged
+            if t.num_rows
+        )
+
+    def finish(self) -> pa.Table | None:
+        """Merge what is held back, then emit every changed group."""
+        self._merge()
+        return super().finish()
 
     def _compact(self, marks: Mapping[str, int]) -> None:
         """Settle ripe verdicts, thin and expire companions, drop dead keys and groups.
@@ -156,6 +190,7 @@ class AbsenceKind(CountingKind):
         size = self.companions.num_rows + self.keys.num_rows + self.judged.num_rows
         if size < max(2 * self._compacted, COMPACT_AT) and not self._ripe(marks):
             return
+        self._merge()
         self._settle(marks)
         self._bound_pending()
         self.companions = thin(self.companions)
@@ -194,7 +229,7 @@ class AbsenceKind(CountingKind):
             self.unjudged += late
             logger.debug("%d events too late for %s's companions: dropped", late, rule.id)
             found = found.filter(fresh)
-        self.state.add(found.drop_columns(["value", "row"]))
+        self._unmerged.append(found.drop_columns(["value", "row"]))
         return found
 
     def _judged_keys(self, batch: Batch, params: AbsenceParams, found: pa.Table) -> list[pa.Table]:
@@ -223,25 +258,12 @@ class AbsenceKind(CountingKind):
         self.keys = pa.concat_tables([self.keys, *keys])
 
     def _capped(self, judged: pa.Table, *, ordered: bool = False) -> pa.Table:
-        """The earliest ``max_distinct`` judged events of each group.
+        """The earliest ``max_distinct`` judged events of each group (``settling.earliest``).
 
         Applied to every verdict and at every compaction, so which events count never
-        depends on when the cap was last enforced. ``ordered`` sorts the result by group,
-        time and id (otherwise it is left as it is when no group exceeds the cap).
+        depends on when the cap was last enforced.
         """
-        if not judged.num_rows:
-            return judged
-        code = pc.dictionary_encode(judged.column("gid").combine_chunks()).indices
-        cap = self.context.limits.max_distinct
-        if not ordered and np.bincount(np.asarray(code, dtype=np.int64)).max() <= cap:
-            return judged
-        order = pc.sort_indices(
-            pa.table({"g": code, "ts": judged.column("ts"), "id": judged.column("id")}),
-            sort_keys=[("g", "ascending"), ("ts", "ascending"), ("id", "ascending")],
-        )
-        judged = judged.take(order)
-        rank = rank_in_group(group_starts(code.take(order)))
-        return judged.filter(pa.array(rank < cap))
+        return earliest(judged, self.context.limits.max_distinct, ordered=ordered)
 
     def _touch(self, rule: Rule, clause: Companion, ts: pa.Array) -> None:
         """Mark dirty the rule's groups whose events a companion at these times can change."""
@@ -537,6 +559,7 @@ class AbsenceKind(CountingKind):
 
     def snapshot(self) -> dict[str, pa.Table]:
         """Group state, watermarks, judged events, their keys and the companions."""
+        self._merge()
         return {
             **super().snapshot(),
             "absence.judged": self.judged,

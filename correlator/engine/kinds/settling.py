@@ -4,7 +4,8 @@
 keys (one row per clause and key, tied to the event by its serial number) and the
 companions seen (``companions.py``). A verdict is taken once every clause's stream has
 moved far enough past the event (``ripe_before``, ``ripe_mask``); an event counts when no
-``unless`` clause and every ``requires`` clause finds a companion (``verdicts``).
+``unless`` clause and every ``requires`` clause finds a companion (``verdicts``); a group
+counts its earliest events only (``earliest``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 from correlator.engine.kinds.absence_params import AbsenceParams
 from correlator.engine.kinds.companions import has_companion
 from correlator.engine.rule import Rule
-from correlator.engine.window import MICROS
+from correlator.engine.window import MICROS, group_starts, rank_in_group
 
 
 def ripe_before(
@@ -103,3 +104,23 @@ def verdicts(
             else:
                 ok &= ~of_rule | with_one
     return ok
+
+
+def earliest(judged: pa.Table, cap: int, *, ordered: bool = False) -> pa.Table:
+    """The earliest ``cap`` rows of each group (``gid``), by time, then id.
+
+    ``ordered`` sorts the result by group, time and id; otherwise a table where no group
+    exceeds the cap is returned as it is.
+    """
+    if not judged.num_rows:
+        return judged
+    code = pc.dictionary_encode(judged.column("gid").combine_chunks()).indices
+    if not ordered and np.bincount(np.asarray(code, dtype=np.int64)).max() <= cap:
+        return judged
+    order = pc.sort_indices(
+        pa.table({"g": code, "ts": judged.column("ts"), "id": judged.column("id")}),
+        sort_keys=[("g", "ascending"), ("ts", "ascending"), ("id", "ascending")],
+    )
+    judged = judged.take(order)
+    rank = rank_in_group(group_starts(code.take(order)))
+    return judged.filter(pa.array(rank < cap))
