@@ -193,14 +193,15 @@ class AbsenceKind(CountingKind):
         self._merge()
         self._settle(marks)
         self._bound_pending()
+        # capping below only drops events, so this stays a lower bound (settling early)
+        self._oldest = self._oldest_pending()
         self.companions = thin(self.companions)
         self._expire(marks)
         self.judged = self._capped(self.judged)
-        # keys are added once per judged event: only those of dropped events need to go
+        # the keys of every event settled, dropped or capped above go in one pass
         serials = self.judged.column("serial").combine_chunks()
         alive = pc.is_in(self.keys.column("serial"), value_set=serials)
         self.keys = self.keys.filter(alive)
-        self._oldest = self._oldest_pending()
         self._compacted = self.companions.num_rows + self.keys.num_rows + self.judged.num_rows
 
     def _judged_rows(
@@ -270,13 +271,13 @@ class AbsenceKind(CountingKind):
         groups = self.state.groups
         if not groups.num_rows or not len(ts):
             return
-        earliest = int(pc.min(ts).as_py()) - clause.after * MICROS
-        latest = int(pc.max(ts).as_py()) + clause.before * MICROS
+        low = int(pc.min(ts).as_py()) - clause.after * MICROS
+        high = int(pc.max(ts).as_py()) + clause.before * MICROS
         mine = pc.and_(
             pc.equal(groups.column("rule_id"), rule.id),
             pc.and_(
-                pc.less_equal(groups.column("window"), latest),
-                pc.greater(groups.column("window_end"), earliest),
+                pc.less_equal(groups.column("window"), high),
+                pc.greater(groups.column("window_end"), low),
             ),
         )
         dirty = pc.or_(groups.column("dirty"), mine)
@@ -294,7 +295,7 @@ class AbsenceKind(CountingKind):
         """
         if self.companions.num_rows:
             settle = self.context.limits.settle_seconds * MICROS
-            oldest = self._oldest_pending()
+            oldest = self._oldest
             names: list[str] = []
             floors: list[int] = []
             for rule in self.rules.values():
@@ -376,8 +377,9 @@ class AbsenceKind(CountingKind):
     def _settle(self, marks: Mapping[str, int]) -> None:
         """Take the verdict of every pending event whose companions are all in.
 
-        One that counts moves to ``settled``, without its keys; one that does not is
-        dropped, and so is a group left empty that was never emitted.
+        One that counts moves to ``settled``; one that does not is dropped, and so is a
+        group left empty that was never emitted. Their keys go when ``_compact``, the only
+        caller, drops the keys of every event no longer waiting.
         """
         if not self.judged.num_rows:
             return
@@ -387,10 +389,6 @@ class AbsenceKind(CountingKind):
         rows = self.judged.filter(pa.array(ripe))
         counts = self._verdicts(rows)
         self.judged = self.judged.filter(pa.array(~ripe))
-        done = rows.column("serial").combine_chunks()
-        self.keys = self.keys.filter(
-            pc.invert(pc.is_in(self.keys.column("serial"), value_set=done))
-        )
         if counts.any():
             counted = rows.filter(pa.array(counts)).select(_SETTLED.names)
             self.settled = pa.concat_tables([self.settled, counted])
